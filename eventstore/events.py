@@ -1,0 +1,64 @@
+"""The stored event value and the stream id used when a caller has no streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eventstore.errors import InvalidInputError
+
+#: Stream of events written without a stream: non-SSE transports (stdio) and every event
+#: of a legacy, pre-stream store. Configurable wherever legacy data is migrated.
+DEFAULT_STREAM_ID = "_default"
+
+#: A JSON value: what ``data`` may hold.
+JSONValue = Any
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event as the store holds it.
+
+    ``id`` is the caller's event id (unique within the session), ``seq`` its position in
+    the stream (1, 2, 3, ... with no gaps, never reused), ``timestamp`` the time it was
+    stored in milliseconds since the epoch.
+    """
+
+    id: str
+    stream_id: str
+    data: JSONValue
+    timestamp: int
+    session_id: str = ""
+    seq: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` gives back an equal event."""
+        return {
+            "session_id": self.session_id,
+            "stream_id": self.stream_id,
+            "seq": self.seq,
+            "id": self.id,
+            "data": self.data,
+            "timestamp": self.timestamp,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StoredEvent:
+        """Build an event from :meth:`to_dict` output or from a legacy (pre-stream) dict.
+
+        A legacy dict has no ``stream_id`` (it loads into :data:`DEFAULT_STREAM_ID`) and
+        no ``seq`` (it loads as 0: "not yet sequenced").
+        """
+        try:
+            return cls(
+                id=str(raw["id"]),
+                stream_id=str(raw.get("stream_id", DEFAULT_STREAM_ID)),
+                data=raw.get("data"),
+                timestamp=int(raw["timestamp"]),
+                session_id=str(raw.get("session_id", "")),
+                seq=int(raw.get("seq", 0)),
+            )
+        except KeyError as exc:
+            raise InvalidInputError(f"event dict lacks the field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"malformed event dict: {exc}") from None

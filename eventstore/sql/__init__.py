@@ -1,0 +1,1 @@
+"""SQL backend (SQLite and PostgreSQL) on SQLAlchemy 2 async."""

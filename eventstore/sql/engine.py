@@ -1,0 +1,89 @@
+"""Engines for the supported URLs, and the schema they need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from eventstore.errors import InvalidInputError
+from eventstore.sql import postgresql, sqlite
+from eventstore.sql.schema import metadata
+
+_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+_SUPPORTED = set(_DRIVERS.values())
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse ``url``, filling in our async driver when only the database is named.
+
+    ``sqlite:///x.db`` becomes ``sqlite+aiosqlite:///x.db`` and ``postgresql://...`` (or
+    ``postgres://``) becomes ``postgresql+asyncpg://...``; any other driver is refused.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InvalidInputError(f"not a database URL: {exc}") from None
+    backend = "postgresql" if parsed.get_backend_name() == "postgres" else parsed.get_backend_name()
+    if parsed.drivername in (backend, "postgres"):
+        parsed = parsed.set(drivername=_DRIVERS.get(backend, parsed.drivername))
+    if parsed.drivername not in _SUPPORTED:
+        raise InvalidInputError(
+            f"unsupported database URL scheme {parsed.drivername!r}; "
+            "use sqlite+aiosqlite:///path, postgresql+asyncpg://... or memory://"
+        )
+    return parsed
+
+
+def create_engine(
+    url: str | URL,
+    *,
+    sqlite_busy_timeout_ms: int = 10_000,
+    sqlite_synchronous: str = "FULL",
+    **engine_options: Any,
+) -> AsyncEngine:
+    """An async engine configured the way :class:`SqlEventStore` needs it.
+
+    ``engine_options`` go to :func:`sqlalchemy.ext.asyncio.create_async_engine`
+    (``pool_size``, ``max_overflow``, ``pool_timeout``, ``connect_args``, ...).
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise InvalidInputError(
+                "an in-memory SQLite database is private to one connection; "
+                "use memory:// for an in-process store or give a file path"
+            )
+        engine = create_async_engine(parsed, **engine_options)
+        sqlite.configure_engine(
+            engine, busy_timeout_ms=sqlite_busy_timeout_ms, synchronous=sqlite_synchronous
+        )
+        return engine
+    engine_options.setdefault("pool_pre_ping", True)
+    engine = create_async_engine(parsed, **engine_options)
+    postgresql.configure_engine(engine)
+    return engine
+
+
+def _dialect_module(conn: AsyncConnection) -> Any:
+    return postgresql if conn.dialect.name == "postgresql" else sqlite
+
+
+async def create_schema(conn: AsyncConnection) -> None:
+    """Create the tables, indexes and triggers (on a database that has none of them)."""
+    await conn.run_sync(metadata.create_all)
+    for statement in _dialect_module(conn).CREATE_TRIGGERS:
+        await conn.exec_driver_sql(statement)
+
+
+async def has_schema(conn: AsyncConnection) -> bool:
+    """Whether the store's tables exist."""
+
+    def check(sync_conn: Any) -> bool:
+        names = set(inspect(sync_conn).get_table_names())
+        return {"events", "event_streams", "eventstore_settings"} <= names
+
+    return bool(await conn.run_sync(check))

@@ -1,0 +1,65 @@
+"""Everything PostgreSQL-specific: trigger DDL, upsert, engine options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as upsert
+
+__all__ = ["CREATE_TRIGGERS", "DROP_TRIGGERS", "READ_OPTIONS", "configure_engine", "upsert"]
+
+#: Reads are single statements: one snapshot each, no BEGIN/COMMIT round trips.
+READ_OPTIONS: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+
+# Statement-level, with a transition table: one multi-row INSERT trims each touched
+# stream once, instead of once per row. The range delete starts at the head's
+# first_seq so it does not walk index entries of rows trimmed earlier and not yet
+# vacuumed. The cap of a stream is its own max_events, else the store-wide setting.
+CREATE_TRIGGERS: list[str] = [
+    """
+CREATE OR REPLACE FUNCTION eventstore_trim_streams() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    WITH touched AS (
+        SELECT session_id, stream_id, max(seq) AS top
+        FROM eventstore_inserted
+        GROUP BY session_id, stream_id
+    ), floors AS (
+        SELECT t.session_id, t.stream_id,
+               COALESCE(h.first_seq, 0) AS old_first,
+               t.top - COALESCE(h.max_events, s.max_events_per_stream) AS floor
+        FROM touched t
+        LEFT JOIN event_streams h
+               ON h.session_id = t.session_id AND h.stream_id = t.stream_id
+        LEFT JOIN eventstore_settings s ON s.id = 1
+        WHERE COALESCE(h.max_events, s.max_events_per_stream) IS NOT NULL
+    ), moved AS (
+        UPDATE event_streams h SET first_seq = f.floor + 1
+        FROM floors f
+        WHERE h.session_id = f.session_id AND h.stream_id = f.stream_id
+          AND h.first_seq <= f.floor
+    )
+    DELETE FROM events e
+    USING floors f
+    WHERE e.session_id = f.session_id AND e.stream_id = f.stream_id
+      AND e.seq >= f.old_first AND e.seq <= f.floor;
+    RETURN NULL;
+END
+$$
+""",
+    """
+CREATE TRIGGER eventstore_trim_streams
+AFTER INSERT ON events
+REFERENCING NEW TABLE AS eventstore_inserted
+FOR EACH STATEMENT EXECUTE FUNCTION eventstore_trim_streams()
+""",
+]
+
+DROP_TRIGGERS: list[str] = [
+    "DROP TRIGGER IF EXISTS eventstore_trim_streams ON events",
+    "DROP FUNCTION IF EXISTS eventstore_trim_streams()",
+]
+
+
+def configure_engine(engine: Any) -> None:
+    """Nothing to hook on PostgreSQL; kept so both dialect modules have one shape."""

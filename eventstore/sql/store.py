@@ -1,0 +1,598 @@
+"""SQL backend: :class:`SqlEventStore` on SQLAlchemy 2 async (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventstore.clock import now_ms
+from eventstore.codec import (
+    DEFAULT_MAX_EVENT_BYTES,
+    check_cap,
+    check_id,
+    check_limit,
+    decode_data,
+    encode_data,
+    same_content,
+)
+from eventstore.errors import (
+    DuplicateEventError,
+    EventStoreError,
+    InvalidInputError,
+    StoreClosedError,
+    StoreUnavailableError,
+    UnknownCursorError,
+)
+from eventstore.events import StoredEvent
+from eventstore.requests import (
+    ClearSession,
+    ClearStream,
+    StoreEvent,
+    UpdateLastEventId,
+    WriteRequest,
+)
+from eventstore.sql import postgresql, sqlite
+from eventstore.sql.schema import event_streams, events, settings
+from eventstore.store import ApplyResult, EventStore, StreamInfo
+
+log = logging.getLogger(__name__)
+
+_DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
+
+# A concurrent writer can commit the same (session_id, event_id) between our duplicate
+# check and our INSERT; the unique index then fails the transaction, and a rerun sees the
+# committed row. Two reruns cover any realistic interleaving.
+_INTEGRITY_RERUNS = 3
+# Keeps expanding IN lists well below SQLite's and asyncpg's parameter limits.
+_LOOKUP_CHUNK = 500
+
+_ev = events.c
+_hd = event_streams.c
+
+_REPLAY_COLUMNS = (_ev.event_id, _ev.seq, _ev.data, _ev.timestamp)
+# The cursor row and everything after it, in one statement: one snapshot, so a trim
+# running concurrently cannot open a silent gap between finding the cursor and reading
+# on. An empty result means the cursor is not held in this stream.
+_cursor_seq = (
+    select(_ev.seq)
+    .where(
+        _ev.session_id == bindparam("session_id"),
+        _ev.event_id == bindparam("cursor"),
+        _ev.stream_id == bindparam("stream_id"),
+    )
+    .scalar_subquery()
+)
+_REPLAY_AFTER = (
+    select(*_REPLAY_COLUMNS)
+    .where(
+        _ev.session_id == bindparam("session_id"),
+        _ev.stream_id == bindparam("stream_id"),
+        _ev.seq >= _cursor_seq,
+    )
+    .order_by(_ev.seq)
+)
+_REPLAY_AFTER_LIMITED = _REPLAY_AFTER.limit(bindparam("limit"))
+_STREAM = (
+    select(*_REPLAY_COLUMNS)
+    .where(_ev.session_id == bindparam("session_id"), _ev.stream_id == bindparam("stream_id"))
+    .order_by(_ev.seq)
+)
+_STREAM_LIMITED = _STREAM.limit(bindparam("limit"))
+_STREAM_COUNT = select(func.count()).where(_hd.session_id == bindparam("session_id"))
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A validated StoreEvent waiting for its seq."""
+
+    index: int
+    session_id: str
+    stream_id: str
+    event_id: str
+    data: Any
+    text: str
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    message = str(exc.orig).lower()
+    return any(
+        marker in message
+        for marker in (
+            "database is locked",
+            "database or disk is full",
+            "disk i/o error",
+            "connection",
+            "terminating",
+            "shutting down",
+            "the database system is",
+            "cannot connect",
+            "deadlock detected",
+            "could not serialize",
+        )
+    )
+
+
+class SqlEventStore(EventStore):
+    """Events in an SQL database through an SQLAlchemy async engine.
+
+    SQLite (``sqlite+aiosqlite``) is the embedded default: WAL, a busy timeout and one
+    writer at a time (``BEGIN IMMEDIATE``). PostgreSQL (``postgresql+asyncpg``) is the
+    store several server replicas share. The per-stream cap lives in the database
+    (``eventstore_settings`` and each stream's head row) and a trigger enforces it, so
+    every writer obeys it.
+
+    Build one with :func:`eventstore.open_store`; this constructor takes an engine whose
+    schema is already in place and does not dispose of it unless ``owns_engine``.
+    Database failures that are nobody's fault (connection lost, database locked) raise
+    :class:`~eventstore.errors.StoreUnavailableError`; nothing of that call was
+    committed and retrying it is safe.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        owns_engine: bool = False,
+    ) -> None:
+        dialect = _DIALECTS.get(engine.dialect.name)
+        if dialect is None:
+            raise InvalidInputError(
+                f"unsupported database dialect {engine.dialect.name!r}; "
+                "use sqlite+aiosqlite or postgresql+asyncpg"
+            )
+        self.engine = engine
+        self.max_event_bytes = max_event_bytes
+        self._dialect = dialect
+        self._reader = engine.execution_options(**dialect.READ_OPTIONS)
+        self._owns_engine = owns_engine
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SqlEventStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def apply(self, requests: Sequence[WriteRequest]) -> list[ApplyResult]:
+        self._check_open()
+        for attempt in range(1, _INTEGRITY_RERUNS + 1):
+            try:
+                async with self.engine.begin() as conn:
+                    return await self._apply_in(conn, requests)
+            except IntegrityError as exc:
+                if attempt == _INTEGRITY_RERUNS:
+                    raise EventStoreError(
+                        f"write kept conflicting with concurrent writers: {exc.orig}"
+                    ) from exc
+                log.debug("concurrent write conflict, rerunning batch (attempt %d)", attempt)
+            except DBAPIError as exc:
+                raise self._translate(exc) from exc
+            except OSError as exc:
+                raise StoreUnavailableError(f"database connection failed: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def _apply_in(
+        self, conn: AsyncConnection, requests: Sequence[WriteRequest]
+    ) -> list[ApplyResult]:
+        results: list[ApplyResult] = [None] * len(requests)
+        now = now_ms()
+        run: list[tuple[int, StoreEvent]] = []
+        for index, request in enumerate(requests):
+            if isinstance(request, StoreEvent):
+                run.append((index, request))
+                continue
+            if run:
+                await self._store_run(conn, run, results, now)
+                run = []
+            try:
+                results[index] = await self._apply_other(conn, request, now)
+            except EventStoreError as exc:
+                results[index] = exc
+        if run:
+            await self._store_run(conn, run, results, now)
+        return results
+
+    async def _apply_other(
+        self, conn: AsyncConnection, request: WriteRequest, now: int
+    ) -> ApplyResult:
+        if isinstance(request, ClearStream):
+            session_id = check_id("session_id", request.session_id)
+            stream_id = check_id("stream_id", request.stream_id)
+            removed = await conn.execute(
+                delete(events).where(_ev.session_id == session_id, _ev.stream_id == stream_id)
+            )
+            await conn.execute(
+                delete(event_streams).where(
+                    _hd.session_id == session_id, _hd.stream_id == stream_id
+                )
+            )
+            return int(removed.rowcount)
+        if isinstance(request, ClearSession):
+            session_id = check_id("session_id", request.session_id)
+            removed = await conn.execute(delete(events).where(_ev.session_id == session_id))
+            await conn.execute(delete(event_streams).where(_hd.session_id == session_id))
+            return int(removed.rowcount)
+        if isinstance(request, UpdateLastEventId):
+            session_id = check_id("session_id", request.session_id)
+            stream_id = check_id("stream_id", request.stream_id)
+            event_id = check_id("event_id", request.event_id)
+            updated = await conn.execute(
+                update(event_streams)
+                .where(_hd.session_id == session_id, _hd.stream_id == stream_id)
+                .values(last_event_id=event_id, updated_at=now)
+            )
+            if updated.rowcount == 0:
+                raise InvalidInputError(f"stream {stream_id!r} does not exist in this session")
+            return None
+        raise InvalidInputError(f"not a write request: {request!r}")
+
+    def _validate(
+        self, run: list[tuple[int, StoreEvent]], results: list[ApplyResult]
+    ) -> list[_Pending]:
+        pending: list[_Pending] = []
+        for index, request in run:
+            try:
+                pending.append(
+                    _Pending(
+                        index,
+                        check_id("session_id", request.session_id),
+                        check_id("stream_id", request.stream_id),
+                        check_id("event_id", request.event_id),
+                        request.data,
+                        encode_data(request.data, self.max_event_bytes),
+                    )
+                )
+            except EventStoreError as exc:
+                results[index] = exc
+        return pending
+
+    async def _store_run(
+        self,
+        conn: AsyncConnection,
+        run: list[tuple[int, StoreEvent]],
+        results: list[ApplyResult],
+        now: int,
+    ) -> None:
+        """Append consecutive StoreEvents: duplicate check, seq allocation, one INSERT."""
+        pending = self._validate(run, results)
+        if not pending:
+            return
+        existing = await self._existing(conn, pending)
+        fresh: list[_Pending] = []
+        seen: dict[tuple[str, str], _Pending] = {}
+        retries: list[tuple[int, int]] = []  # (retry's index, first occurrence's index)
+        for item in pending:
+            key = (item.session_id, item.event_id)
+            if (row := existing.get(key)) is not None:
+                if row.stream_id == item.stream_id and same_content(row.data, item.text):
+                    results[item.index] = StoredEvent(
+                        id=item.event_id,
+                        stream_id=item.stream_id,
+                        data=decode_data(row.data),
+                        timestamp=row.timestamp,
+                        session_id=item.session_id,
+                        seq=row.seq,
+                    )
+                else:
+                    results[item.index] = DuplicateEventError(item.session_id, item.event_id)
+            elif (first := seen.get(key)) is not None:
+                if first.stream_id == item.stream_id and same_content(first.text, item.text):
+                    retries.append((item.index, first.index))
+                else:
+                    results[item.index] = DuplicateEventError(item.session_id, item.event_id)
+            else:
+                seen[key] = item
+                fresh.append(item)
+        if not fresh:
+            return
+        seqs = await self._allocate(conn, fresh, now)
+        rows = []
+        for item in fresh:
+            stream = (item.session_id, item.stream_id)
+            seq = seqs[stream]
+            seqs[stream] = seq + 1
+            results[item.index] = StoredEvent(
+                id=item.event_id,
+                stream_id=item.stream_id,
+                data=item.data,
+                timestamp=now,
+                session_id=item.session_id,
+                seq=seq,
+            )
+            rows.append(
+                {
+                    "session_id": item.session_id,
+                    "stream_id": item.stream_id,
+                    "seq": seq,
+                    "event_id": item.event_id,
+                    "data": item.text,
+                    "timestamp": now,
+                }
+            )
+        await conn.execute(events.insert(), rows)
+        for retry, first_index in retries:
+            results[retry] = results[first_index]
+
+    async def _existing(
+        self, conn: AsyncConnection, pending: list[_Pending]
+    ) -> dict[tuple[str, str], Any]:
+        by_session: dict[str, set[str]] = {}
+        for item in pending:
+            by_session.setdefault(item.session_id, set()).add(item.event_id)
+        keys = [(s, e) for s, ids in by_session.items() for e in ids]
+        found: dict[tuple[str, str], Any] = {}
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk: dict[str, list[str]] = {}
+            for session_id, event_id in keys[start : start + _LOOKUP_CHUNK]:
+                chunk.setdefault(session_id, []).append(event_id)
+            condition = or_(
+                *(
+                    and_(_ev.session_id == session_id, _ev.event_id.in_(ids))
+                    for session_id, ids in chunk.items()
+                )
+            )
+            rows = await conn.execute(
+                select(
+                    _ev.session_id, _ev.event_id, _ev.stream_id, _ev.seq, _ev.data, _ev.timestamp
+                ).where(condition)
+            )
+            for row in rows:
+                found[(row.session_id, row.event_id)] = row
+        return found
+
+    async def _allocate(
+        self, conn: AsyncConnection, fresh: list[_Pending], now: int
+    ) -> dict[tuple[str, str], int]:
+        """Reserve seqs on each stream's head row; return the first new seq per stream."""
+        counts: dict[tuple[str, str], int] = {}
+        for item in fresh:
+            stream = (item.session_id, item.stream_id)
+            counts[stream] = counts.get(stream, 0) + 1
+        # Sorted, so concurrent batches lock head rows in the same order: no deadlocks.
+        ordered = sorted(counts.items())
+        statement = self._dialect.upsert(event_streams)
+        statement = statement.on_conflict_do_update(
+            index_elements=[_hd.session_id, _hd.stream_id],
+            set_={
+                "last_seq": _hd.last_seq + statement.excluded.last_seq,
+                "updated_at": statement.excluded.updated_at,
+            },
+        ).returning(_hd.session_id, _hd.stream_id, _hd.last_seq)
+        rows = await conn.execute(
+            statement.values(
+                [
+                    {
+                        "session_id": session_id,
+                        "stream_id": stream_id,
+                        "last_seq": count,
+                        "first_seq": 1,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for (session_id, stream_id), count in ordered
+                ]
+            )
+        )
+        return {
+            (row.session_id, row.stream_id): row.last_seq
+            - counts[(row.session_id, row.stream_id)]
+            + 1
+            for row in rows
+        }
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get_events_after(
+        self,
+        session_id: str,
+        stream_id: str,
+        after_event_id: str,
+        *,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        self._check_open()
+        params = {
+            "session_id": check_id("session_id", session_id),
+            "stream_id": check_id("stream_id", stream_id),
+            "cursor": check_id("after_event_id", after_event_id),
+        }
+        limit = check_limit(limit)
+        if limit is None:
+            rows = await self._read(_REPLAY_AFTER, params)
+        else:
+            rows = await self._read(_REPLAY_AFTER_LIMITED, {**params, "limit": limit + 1})
+        if not rows or rows[0].event_id != after_event_id:
+            raise UnknownCursorError(session_id, stream_id, after_event_id)
+        return self._events(session_id, stream_id, rows[1:])
+
+    async def get_stream_events(
+        self, session_id: str, stream_id: str, *, limit: int | None = None
+    ) -> list[StoredEvent]:
+        self._check_open()
+        params: dict[str, Any] = {
+            "session_id": check_id("session_id", session_id),
+            "stream_id": check_id("stream_id", stream_id),
+        }
+        limit = check_limit(limit)
+        if limit is None:
+            rows = await self._read(_STREAM, params)
+        else:
+            rows = await self._read(_STREAM_LIMITED, {**params, "limit": limit})
+        return self._events(session_id, stream_id, rows)
+
+    @staticmethod
+    def _events(session_id: str, stream_id: str, rows: Sequence[Row[Any]]) -> list[StoredEvent]:
+        return [
+            StoredEvent(
+                id=row.event_id,
+                stream_id=stream_id,
+                data=decode_data(row.data),
+                timestamp=row.timestamp,
+                session_id=session_id,
+                seq=row.seq,
+            )
+            for row in rows
+        ]
+
+    async def _read(self, statement: Any, params: dict[str, Any]) -> Sequence[Row[Any]]:
+        try:
+            async with self._reader.connect() as conn:
+                result = await conn.execute(statement, params)
+                return result.all()
+        except DBAPIError as exc:
+            raise self._translate(exc) from exc
+        except OSError as exc:
+            raise StoreUnavailableError(f"database connection failed: {exc}") from exc
+
+    async def stream_count(self, session_id: str) -> int:
+        self._check_open()
+        rows = await self._read(_STREAM_COUNT, {"session_id": check_id("session_id", session_id)})
+        return int(rows[0][0])
+
+    async def get_stream_info(self, session_id: str, stream_id: str) -> StreamInfo | None:
+        self._check_open()
+        rows = await self._read(
+            select(event_streams).where(
+                _hd.session_id == check_id("session_id", session_id),
+                _hd.stream_id == check_id("stream_id", stream_id),
+            ),
+            {},
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return StreamInfo(
+            session_id=row.session_id,
+            stream_id=row.stream_id,
+            last_seq=row.last_seq,
+            first_seq=row.first_seq,
+            max_events=row.max_events,
+            last_event_id=row.last_event_id,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    # -- retention and housekeeping -----------------------------------------------------
+
+    async def get_max_events_per_stream(self) -> int | None:
+        self._check_open()
+        rows = await self._read(
+            select(settings.c.max_events_per_stream).where(settings.c.id == 1), {}
+        )
+        return None if not rows else rows[0][0]
+
+    async def set_max_events_per_stream(
+        self,
+        limit: int | None,
+        *,
+        session_id: str | None = None,
+        stream_id: str | None = None,
+    ) -> None:
+        self._check_open()
+        limit = check_cap(limit)
+        store_wide = session_id is None and stream_id is None
+        if not store_wide:
+            session_id = check_id("session_id", session_id)
+            stream_id = check_id("stream_id", stream_id)
+        try:
+            async with self.engine.begin() as conn:
+                scope: Any
+                if store_wide:
+                    await self._write_setting(conn, limit)
+                    scope = true()
+                else:
+                    changed = await conn.execute(
+                        update(event_streams)
+                        .where(_hd.session_id == session_id, _hd.stream_id == stream_id)
+                        .values(max_events=limit)
+                    )
+                    if changed.rowcount == 0:
+                        raise InvalidInputError(
+                            f"stream {stream_id!r} does not exist in session {session_id!r}"
+                        )
+                    scope = and_(_hd.session_id == session_id, _hd.stream_id == stream_id)
+                await self._trim(conn, scope)
+        except DBAPIError as exc:
+            raise self._translate(exc) from exc
+
+    async def _write_setting(self, conn: AsyncConnection, limit: int | None) -> None:
+        statement = self._dialect.upsert(settings).values(id=1, max_events_per_stream=limit)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[settings.c.id], set_={"max_events_per_stream": limit}
+            )
+        )
+
+    async def _trim(self, conn: AsyncConnection, scope: Any) -> None:
+        """Apply the current caps to existing streams (the trigger only sees inserts)."""
+        store_cap = (
+            select(settings.c.max_events_per_stream).where(settings.c.id == 1).scalar_subquery()
+        )
+        floor = _hd.last_seq - func.coalesce(_hd.max_events, store_cap)
+        over = (
+            select(_hd.session_id, _hd.stream_id, floor.label("floor"))
+            .where(scope, _hd.first_seq <= floor)
+            .subquery()
+        )
+        await conn.execute(
+            delete(events).where(
+                select(over.c.floor)
+                .where(
+                    over.c.session_id == _ev.session_id,
+                    over.c.stream_id == _ev.stream_id,
+                    _ev.seq <= over.c.floor,
+                )
+                .exists()
+            )
+        )
+        await conn.execute(
+            update(event_streams).where(scope, _hd.first_seq <= floor).values(first_seq=floor + 1)
+        )
+
+    async def prune_idle_sessions(self, idle_ms: int) -> int:
+        self._check_open()
+        if isinstance(idle_ms, bool) or not isinstance(idle_ms, int) or idle_ms < 0:
+            raise InvalidInputError(f"idle_ms must be a non-negative int, not {idle_ms!r}")
+        horizon = now_ms() - idle_ms
+        idle = (
+            select(_hd.session_id)
+            .group_by(_hd.session_id)
+            .having(func.max(_hd.updated_at) < horizon)
+        )
+        try:
+            async with self.engine.begin() as conn:
+                sessions = [row[0] for row in await conn.execute(idle)]
+                for start in range(0, len(sessions), _LOOKUP_CHUNK):
+                    chunk = sessions[start : start + _LOOKUP_CHUNK]
+                    await conn.execute(delete(events).where(_ev.session_id.in_(chunk)))
+                    await conn.execute(delete(event_streams).where(_hd.session_id.in_(chunk)))
+        except DBAPIError as exc:
+            raise self._translate(exc) from exc
+        return len(sessions)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("this SqlEventStore is closed")
+
+    def _translate(self, exc: DBAPIError) -> EventStoreError:
+        if _is_transient(exc):
+            return StoreUnavailableError(f"database unavailable: {exc.orig}")
+        return EventStoreError(f"database error: {exc.orig}")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_engine:
+            await self.engine.dispose()

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from eventstore import DEFAULT_STREAM_ID, InvalidInputError, StoredEvent
+
+
+def test_to_dict_from_dict_round_trip() -> None:
+    event = StoredEvent("e1", "st", {"x": [1, "\u0000"]}, 1_700_000_000_000, "s", 7)
+    assert StoredEvent.from_dict(event.to_dict()) == event
+
+
+def test_legacy_dict_loads_into_the_default_stream() -> None:
+    event = StoredEvent.from_dict({"id": "e1", "data": 1, "timestamp": 5, "session_id": "s"})
+    assert event.stream_id == DEFAULT_STREAM_ID
+    assert event.seq == 0
+
+
+def test_stored_event_is_frozen_and_slotted() -> None:
+    event = StoredEvent("e1", "st", 1, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.id = "x"  # type: ignore[misc]
+    assert not hasattr(event, "__dict__")
+
+
+def test_from_dict_reports_missing_fields() -> None:
+    with pytest.raises(InvalidInputError, match="'timestamp'"):
+        StoredEvent.from_dict({"id": "e1"})
