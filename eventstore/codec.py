@@ -18,6 +18,9 @@ MAX_ID_LENGTH = 1024
 #: Default largest accepted JSON encoding of ``data``, in UTF-8 bytes (16 MiB).
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
+# The SQL column is a signed 64-bit integer.
+_MAX_TIMESTAMP = 2**63 - 1
+
 _compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ascii = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
@@ -80,6 +83,21 @@ def decode_data(text: str) -> Any:
 def same_content(stored_text: str, data_text: str) -> bool:
     """Whether two encodings hold the same value (key order does not matter)."""
     return stored_text == data_text or json.loads(stored_text) == json.loads(data_text)
+
+
+def check_timestamp(timestamp: object) -> int | None:
+    """Validate an event's explicit time: ``None`` (now) or epoch ms as an ``int`` >= 0."""
+    if timestamp is None:
+        return None
+    if (
+        isinstance(timestamp, bool)
+        or not isinstance(timestamp, int)
+        or not 0 <= timestamp <= _MAX_TIMESTAMP
+    ):
+        raise InvalidInputError(
+            f"timestamp must be None or epoch milliseconds as an int >= 0, not {timestamp!r}"
+        )
+    return timestamp
 
 
 def check_limit(limit: object) -> int | None:

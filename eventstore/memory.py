@@ -10,6 +10,7 @@ from eventstore.codec import (
     check_cap,
     check_id,
     check_limit,
+    check_timestamp,
     decode_data,
     encode_data,
     same_content,
@@ -158,6 +159,7 @@ class InMemoryEventStore(EventStore):
         stream_id = check_id("stream_id", request.stream_id)
         event_id = check_id("event_id", request.event_id)
         text = encode_data(request.data, self.max_event_bytes)
+        timestamp = check_timestamp(request.timestamp)
         session = self._sessions.get(session_id)
         if session is not None and (known := session.by_event_id.get(event_id)) is not None:
             stream = session.streams.get(stream_id)
@@ -177,7 +179,7 @@ class InMemoryEventStore(EventStore):
             stream = session.streams[stream_id] = _Stream(now)
         stream.last_seq += 1
         stream.updated_at = now
-        entry = _Entry(event_id, stream.last_seq, text, now)
+        entry = _Entry(event_id, stream.last_seq, text, now if timestamp is None else timestamp)
         stream.entries.append(entry)
         session.by_event_id[event_id] = entry
         cap = self._cap_of(stream)

@@ -12,12 +12,19 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class StoreEvent:
-    """Append ``data`` as event ``event_id`` to stream ``(session_id, stream_id)``."""
+    """Append ``data`` as event ``event_id`` to stream ``(session_id, stream_id)``.
+
+    ``timestamp`` (epoch ms, an ``int`` >= 0) is the event's recorded time; ``None``, the
+    normal case, means "now". Set it only when copying events that already have a time
+    (importing a dump, moving a store), so they keep it. It is not part of the event's
+    content: a retry with another timestamp is still the same event.
+    """
 
     session_id: str
     stream_id: str
     event_id: str
     data: Any
+    timestamp: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

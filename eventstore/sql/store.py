@@ -18,6 +18,7 @@ from eventstore.codec import (
     check_cap,
     check_id,
     check_limit,
+    check_timestamp,
     decode_data,
     encode_data,
     same_content,
@@ -98,6 +99,7 @@ class _Pending:
     event_id: str
     data: Any
     text: str
+    timestamp: int | None
 
 
 def _is_transient(exc: DBAPIError) -> bool:
@@ -249,6 +251,7 @@ class SqlEventStore(EventStore):
                         check_id("event_id", request.event_id),
                         request.data,
                         encode_data(request.data, self.max_event_bytes),
+                        check_timestamp(request.timestamp),
                     )
                 )
             except EventStoreError as exc:
@@ -300,11 +303,12 @@ class SqlEventStore(EventStore):
             stream = (item.session_id, item.stream_id)
             seq = seqs[stream]
             seqs[stream] = seq + 1
+            timestamp = now if item.timestamp is None else item.timestamp
             results[item.index] = StoredEvent(
                 id=item.event_id,
                 stream_id=item.stream_id,
                 data=item.data,
-                timestamp=now,
+                timestamp=timestamp,
                 session_id=item.session_id,
                 seq=seq,
             )
@@ -315,7 +319,7 @@ class SqlEventStore(EventStore):
                     "seq": seq,
                     "event_id": item.event_id,
                     "data": item.text,
-                    "timestamp": now,
+                    "timestamp": timestamp,
                 }
             )
         await conn.execute(events.insert(), rows)
