@@ -6,10 +6,21 @@ from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as upsert
 
-__all__ = ["CREATE_TRIGGERS", "DROP_TRIGGERS", "READ_OPTIONS", "configure_engine", "upsert"]
+__all__ = [
+    "CREATE_TRIGGERS",
+    "CURSOR_OPTIONS",
+    "DROP_TRIGGERS",
+    "READ_OPTIONS",
+    "configure_engine",
+    "upsert",
+]
 
 #: Reads are single statements: one snapshot each, no BEGIN/COMMIT round trips.
 READ_OPTIONS: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+
+#: A long read through a server-side cursor (export): asyncpg cursors need a
+#: transaction, so a read-only one instead of autocommit.
+CURSOR_OPTIONS: dict[str, Any] = {"postgresql_readonly": True}
 
 # Statement-level, with a transition table: one multi-row INSERT trims each touched
 # stream once, instead of once per row. The range delete starts at the head's

@@ -9,10 +9,21 @@ from sqlalchemy.dialects.sqlite import insert as upsert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["CREATE_TRIGGERS", "DROP_TRIGGERS", "READ_OPTIONS", "configure_engine", "upsert"]
+__all__ = [
+    "CREATE_TRIGGERS",
+    "CURSOR_OPTIONS",
+    "DROP_TRIGGERS",
+    "READ_OPTIONS",
+    "configure_engine",
+    "upsert",
+]
 
 #: Marks the read-only engine: its connections run each SELECT in autocommit mode.
 READ_OPTIONS: dict[str, Any] = {"eventstore_read": True}
+
+#: A long read through a cursor (export): no BEGIN IMMEDIATE, so it never blocks writers;
+#: the open SELECT is its own consistent snapshot.
+CURSOR_OPTIONS: dict[str, Any] = READ_OPTIONS
 
 # The cap of the stream NEW belongs to: its own max_events, else the store-wide setting.
 _CAP_OF_NEW = """COALESCE(
