@@ -1,0 +1,40 @@
+"""Proof that a raw baseline runs the SQL the store runs: capture the store's statements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from benchmarks import report
+from eventstore import SqlEventStore
+
+
+@contextmanager
+def captured(store: SqlEventStore) -> Iterator[list[str]]:
+    """The statement texts the store sends to its driver inside the block."""
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+
+
+def same(what: str, ours: list[str], raw: list[str]) -> bool:
+    """Whether the texts match; says what differs when they do not."""
+    if ours == raw:
+        return True
+    report.note(f"WARNING: {what}: the raw baseline's SQL differs from the store's:")
+    for mine, theirs in zip(ours, raw, strict=False):
+        if mine != theirs:
+            report.note(f"  store: {mine!r}\n  raw:   {theirs!r}")
+    if len(ours) != len(raw):
+        report.note(f"  store ran {len(ours)} statements, raw {len(raw)}")
+    return False
