@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from eventstore.cli import info
+from eventstore.cli import demo, info, prune, transfer
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,4 +17,8 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+main.add_command(demo.demo)
 main.add_command(info.info)
+main.add_command(prune.prune)
+main.add_command(transfer.import_command)
+main.add_command(transfer.export_command)

@@ -1,0 +1,194 @@
+"""Where an import reads from: dump files and SQL ``events`` tables.
+
+* :class:`DumpFile`: JSON lines, one event a line, plain or gzip-compressed (recognised by
+  its magic bytes, whatever the name), or ``-`` for standard input. Legacy lines and the
+  lines ``eventstore export`` writes are both accepted.
+* :class:`EventsTable`: the ``events`` table of an SQLite or PostgreSQL database, the
+  pre-stream legacy one (``id, session_id, event_id, data, timestamp``) or the current one
+  (which adds ``stream_id`` and ``seq``). It is opened read-only and only ever SELECTed.
+
+Both yield validated :class:`~eventstore.transfer.records.SourceEvent` objects and
+:class:`~eventstore.transfer.records.Reject` objects in source order, in chunks, reading
+and parsing off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import column, inspect, select, table
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from eventstore.errors import InvalidInputError, StoreUnavailableError
+from eventstore.sql.engine import normalize_url
+from eventstore.transfer.records import Reject, SourceEvent, parse_line, parse_row
+
+#: Source events handed on at a time.
+CHUNK = 5000
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_LEGACY_COLUMNS = ("id", "session_id", "event_id", "data", "timestamp")
+_STREAM_COLUMNS = ("stream_id", "seq")
+
+Chunk = list[SourceEvent | Reject]
+
+
+class Source(ABC):
+    """Something an import reads events from."""
+
+    #: Shown in progress output and reports.
+    description: str
+
+    @abstractmethod
+    def read(self, max_event_bytes: int) -> AsyncIterator[Chunk]:
+        """Every event and reject of the source in source order, in chunks.
+
+        ``max_event_bytes`` is the target store's payload limit: larger events are
+        rejected here rather than failing later. Raises
+        :class:`~eventstore.errors.InvalidInputError` when the source cannot be read at
+        all (missing file, corrupt gzip stream, no ``events`` table).
+        """
+
+
+class DumpFile(Source):
+    """A JSON-lines dump: a path (plain or gzip) or ``-`` for standard input."""
+
+    def __init__(self, path: str) -> None:
+        if path != "-" and not Path(path).is_file():
+            raise InvalidInputError(f"no such dump file: {path}")
+        self.path = path
+        self.description = "standard input" if path == "-" else path
+
+    async def read(self, max_event_bytes: int) -> AsyncIterator[Chunk]:
+        chunks = self._chunks(max_event_bytes)
+        try:
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                yield chunk
+        finally:
+            chunks.close()
+
+    def _chunks(self, max_event_bytes: int) -> Generator[Chunk, None, None]:
+        position = 0
+        try:
+            with self._open() as lines:
+                chunk: Chunk = []
+                for position, raw in enumerate(lines, start=1):
+                    item = parse_line(position, raw, max_event_bytes)
+                    if item is not None:
+                        chunk.append(item)
+                    if len(chunk) >= CHUNK:
+                        yield chunk
+                        chunk = []
+                if chunk:
+                    yield chunk
+        except (OSError, EOFError) as exc:
+            raise InvalidInputError(
+                f"cannot read {self.description} after line {position}: {exc}; nothing was imported"
+            ) from exc
+
+    @contextmanager
+    def _open(self) -> Iterator[Iterable[bytes]]:
+        if self.path == "-":
+            # The gzip check peeks without consuming (a pipe cannot seek back).
+            stream = sys.stdin.buffer
+            if not isinstance(stream, io.BufferedReader):
+                stream = io.BufferedReader(cast(io.RawIOBase, stream))
+            if stream.peek(2)[:2] == _GZIP_MAGIC:
+                with gzip.open(stream, "rb") as unzipped:
+                    yield unzipped
+            else:
+                yield stream
+            return
+        with open(self.path, "rb") as raw:
+            if raw.read(2) == _GZIP_MAGIC:
+                raw.seek(0)
+                with gzip.open(raw, "rb") as unzipped:
+                    yield unzipped
+            else:
+                raw.seek(0)
+                yield raw
+
+
+class EventsTable(Source):
+    """The ``events`` table of a database URL, read-only.
+
+    The SQLite file is opened with ``mode=ro`` and PostgreSQL reads run in a ``READ
+    ONLY`` transaction, so the source is never written, whatever happens. Rows are read
+    in ``id`` order (the legacy insertion order) through a server-side cursor.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.description = self.url.render_as_string(hide_password=True)
+        if self.url.get_backend_name() == "sqlite":
+            database = self.url.database or ""
+            if not Path(database).is_file():
+                raise InvalidInputError(f"no such SQLite database: {database!r}")
+
+    def _read_only_url(self) -> URL:
+        if self.url.get_backend_name() != "sqlite":
+            return self.url
+        # SQLite's URI filename form is the only way to pass mode=ro through the driver.
+        path = Path(self.url.database or "").resolve()
+        return self.url.set(database=f"file:{path}", query={"mode": "ro", "uri": "true"})
+
+    async def read(self, max_event_bytes: int) -> AsyncIterator[Chunk]:
+        engine = create_async_engine(self._read_only_url())
+        try:
+            async with engine.connect() as conn:
+                if conn.dialect.name == "postgresql":
+                    await conn.execution_options(postgresql_readonly=True)
+                names = await conn.run_sync(_event_columns)
+                if names is None:
+                    raise InvalidInputError(f"{self.description} has no 'events' table")
+                missing = [name for name in _LEGACY_COLUMNS if name not in names]
+                if missing:
+                    raise InvalidInputError(
+                        f"the events table of {self.description} lacks the columns "
+                        f"{', '.join(missing)}; it is not an event store table"
+                    )
+                wanted = _LEGACY_COLUMNS + tuple(c for c in _STREAM_COLUMNS if c in names)
+                events = table("events", *(column(name) for name in wanted))
+                query = select(events).order_by(events.c.id).execution_options(yield_per=CHUNK)
+                result = await conn.stream(query)
+                async for rows in result.partitions():
+                    yield await asyncio.to_thread(
+                        _parse_rows, [row._asdict() for row in rows], max_event_bytes
+                    )
+        except DBAPIError as exc:
+            raise StoreUnavailableError(f"cannot read {self.description}: {exc.orig}") from exc
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot read {self.description}: {exc}") from exc
+        finally:
+            await engine.dispose()
+
+
+def _event_columns(sync_conn: Any) -> set[str] | None:
+    inspector = inspect(sync_conn)
+    if not inspector.has_table("events"):
+        return None
+    return {col["name"] for col in inspector.get_columns("events")}
+
+
+def _parse_rows(rows: list[dict[str, Any]], max_event_bytes: int) -> Chunk:
+    return [parse_row(int(row["id"]), row, max_event_bytes) for row in rows]
+
+
+def open_source(spec: str) -> Source:
+    """The source ``spec`` names: a database URL (anything with ``://``), else a dump file.
+
+    ``-`` is standard input.
+    """
+    if "://" in spec:
+        return EventsTable(spec)
+    return DumpFile(spec)
