@@ -1,0 +1,128 @@
+"""Plugging the adapter into the SDK: one :class:`SessionEventStore` per real session."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+from eventstore.errors import EventStoreError
+from eventstore.mcp.adapter import SessionEventStore
+from eventstore.store import EventStore
+
+log = logging.getLogger(__name__)
+
+
+class SessionBinding:
+    """Gives every session a ``StreamableHTTPSessionManager`` admits its own adapter.
+
+    The manager builds each session's transport in ``_admit_session`` (mcp 1.x >= 1.23
+    and 2.x alike) with its single ``event_store``; :meth:`attach` wraps that step so the
+    new transport gets a :class:`SessionEventStore` bound to the ``mcp-session-id`` the
+    manager just assigned. The session's id is known from the very first event (the
+    priming event of ``initialize``) on.
+
+    When the client ends a session with ``DELETE`` its events are dropped at once
+    (``clear_on_delete``). Sessions that end otherwise (idle timeout, crash, server
+    shutdown) keep their events until TTL pruning
+    (:func:`eventstore.mcp.prune_idle_sessions_every`, ``eventstore prune --idle``)
+    removes them.
+
+    ``store`` may be set after construction (an application that opens its store in
+    its lifespan); it must be set before the manager serves its first request.
+    """
+
+    def __init__(self, store: EventStore | None = None, *, clear_on_delete: bool = True) -> None:
+        self.store = store
+        self.clear_on_delete = clear_on_delete
+        self._sessions: dict[str, SessionEventStore] = {}
+
+    def adapter(self, session_id: str) -> SessionEventStore | None:
+        """The adapter of a live session, or ``None`` once the manager discarded it."""
+        return self._sessions.get(session_id)
+
+    def attach(self, manager: StreamableHTTPSessionManager) -> None:
+        """Make ``manager`` give each new session its own :class:`SessionEventStore`.
+
+        Raises ``ValueError`` for a stateless manager (it has no sessions to resume) or
+        one that already has an event store, and ``RuntimeError`` for an SDK without the
+        session-admission hook (mcp older than 1.23).
+        """
+        if manager.stateless:
+            raise ValueError("a stateless session manager has no sessions to resume")
+        if manager.event_store is not None:
+            raise ValueError(
+                "this session manager already has an event store; give the eventstore "
+                "store to bind_session_manager() instead of to the server"
+            )
+        if not hasattr(manager, "_admit_session") or not hasattr(manager, "_discard_session"):
+            raise RuntimeError(
+                "this mcp version's StreamableHTTPSessionManager has no session admission "
+                "hook; eventstore.mcp needs mcp >= 1.23 (tested: 1.30.0 and 2.3.0)"
+            )
+        admit = manager._admit_session
+        discard = manager._discard_session
+
+        def admit_bound(
+            requestor: AuthorizationContext | None,
+        ) -> StreamableHTTPServerTransport | None:
+            transport = admit(requestor)
+            if transport is not None:
+                assert transport.mcp_session_id is not None
+                transport._event_store = self._bind(transport.mcp_session_id)
+            return transport
+
+        async def discard_and_clear(
+            session_id: str, transport: StreamableHTTPServerTransport
+        ) -> None:
+            # The transport is already terminated here only when the client sent DELETE
+            # (or the SDK expired it): then nothing can resume the session any more.
+            ended_by_client = transport.is_terminated
+            await discard(session_id, transport)
+            adapter = self._sessions.pop(session_id, None)
+            if adapter is not None and ended_by_client and self.clear_on_delete:
+                with anyio.CancelScope(shield=True):
+                    await _clear(adapter)
+
+        # The SDK builds the manager inside the server's streamable_http_app() and offers
+        # no factory hook, so the binding wraps the two methods on this one instance.
+        manager._admit_session = admit_bound  # type: ignore[method-assign]
+        manager._discard_session = discard_and_clear  # type: ignore[method-assign]
+
+    def _bind(self, session_id: str) -> SessionEventStore:
+        if self.store is None:
+            raise RuntimeError("SessionBinding.store must be set before the server runs")
+        adapter = self._sessions[session_id] = SessionEventStore(self.store, session_id)
+        return adapter
+
+
+async def _clear(adapter: SessionEventStore) -> None:
+    try:
+        removed = await adapter.clear()
+    except EventStoreError as exc:
+        log.warning(
+            "session %s ended; could not drop its events (TTL pruning will): %s",
+            adapter.session_id,
+            exc,
+        )
+        return
+    log.debug("session %s ended by the client; dropped %d events", adapter.session_id, removed)
+
+
+def bind_session_manager(
+    manager: StreamableHTTPSessionManager, store: EventStore, **options: Any
+) -> SessionBinding:
+    """Give each session of ``manager`` its own adapter on ``store``; see :class:`SessionBinding`.
+
+    For a manager you build yourself::
+
+        manager = StreamableHTTPSessionManager(app=server)
+        bind_session_manager(manager, store)
+    """
+    binding = SessionBinding(store, **options)
+    binding.attach(manager)
+    return binding
