@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any
 
+import anyio
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, StreamId
 from mcp.server.streamable_http import EventStore as SdkEventStore
 from mcp.types import JSONRPCMessage
@@ -72,7 +73,11 @@ class SessionEventStore(SdkEventStore):
         event_id = self._ids.mint(key)
         data = None if message is None else _wire_json(message)
         try:
-            await self.store.store_event(self.session_id, key, event_id, data)
+            # The SDK cancels its stream tasks whenever a client goes away (after a
+            # replay, typically while the new priming event is being written); a
+            # transaction cut short would cost the pooled connection, so it completes.
+            with anyio.CancelScope(shield=True):
+                await self.store.store_event(self.session_id, key, event_id, data)
         except EventStoreError as exc:
             self._broken.add(key)
             log.warning(
@@ -105,7 +110,8 @@ class SessionEventStore(SdkEventStore):
             log.debug("session %s: stream %r lost an event; not resumable", self.session_id, key)
             return None
         try:
-            events = await self.store.get_events_after(self.session_id, key, last_event_id)
+            with anyio.CancelScope(shield=True):
+                events = await self.store.get_events_after(self.session_id, key, last_event_id)
         except UnknownCursorError:
             log.debug(
                 "session %s: Last-Event-ID %s is not held (unknown, foreign or trimmed)",

@@ -237,7 +237,11 @@ class _Driver:
             for p in run.progress
             if not p.message.startswith(f"{run.label}:")
         ]
-        self.check(not foreign, f"A received none of B's events, B none of A's {foreign or ''}")
+        self.check(
+            not foreign,
+            "A received none of B's events, B none of A's"
+            + (f" (foreign: {foreign})" if foreign else ""),
+        )
         mixed: list[str] = []
         for run in (a, b):
             if not run.session_id:
