@@ -22,6 +22,7 @@ from eventstore.requests import (
 )
 from eventstore.sql.store import SqlEventStore
 from eventstore.store import ApplyResult, EventStore, StreamInfo
+from eventstore.worker import Flush, PersistenceRequest, PersistenceWorker, WorkerStats
 
 __all__ = [
     "DEFAULT_STREAM_ID",
@@ -31,9 +32,12 @@ __all__ = [
     "DuplicateEventError",
     "EventStore",
     "EventStoreError",
+    "Flush",
     "InMemoryEventStore",
     "InvalidInputError",
     "PayloadTooLargeError",
+    "PersistenceRequest",
+    "PersistenceWorker",
     "SchemaError",
     "SqlEventStore",
     "StoreClosedError",
@@ -43,6 +47,7 @@ __all__ = [
     "StreamInfo",
     "UnknownCursorError",
     "UpdateLastEventId",
+    "WorkerStats",
     "WriteRequest",
     "open_store",
 ]
