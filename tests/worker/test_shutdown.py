@@ -1,0 +1,78 @@
+"""close(): everything queued commits; everything after is refused, clearly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from eventstore import PersistenceWorker, StoreClosedError, StoredEvent, StoreEvent, open_store
+
+
+async def test_close_commits_ten_thousand_queued_requests(sql_url: str) -> None:
+    async with open_store(sql_url) as store:
+        worker = PersistenceWorker(store, max_queue=10_000)
+        futures = [
+            await worker.submit(StoreEvent("s", f"st{i % 50}", f"e{i}", i)) for i in range(10_000)
+        ]
+        # No await above let the worker run: all ten thousand wait in the queue.
+        assert worker.stats.queued == 10_000 and worker.stats.committed == 0
+        await worker.close()
+        assert all(isinstance(f.result(), StoredEvent) for f in futures)
+        assert worker.stats.committed == 10_000 and worker.stats.queued == 0
+        for st in range(50):
+            events = await store.get_stream_events("s", f"st{st}")
+            assert [e.id for e in events] == [f"e{i}" for i in range(st, 10_000, 50)]
+            assert [e.seq for e in events] == list(range(1, 201))
+
+
+async def test_producers_blocked_on_a_full_queue_are_refused_at_close() -> None:
+    store = await open_store("memory://")
+    # max_delay keeps the three queued while the worker waits for a fuller batch.
+    worker = PersistenceWorker(store, max_queue=3, max_delay=10)
+    queued = [await worker.submit(StoreEvent("s", "a", f"e{i}", i)) for i in range(3)]
+    blocked = [
+        asyncio.create_task(worker.submit(StoreEvent("s", "a", f"late{i}", i))) for i in range(2)
+    ]
+    await asyncio.sleep(0)  # the blocked producers are now waiting for room
+    await worker.close()
+    for task in blocked:
+        with pytest.raises(StoreClosedError):
+            await task
+    assert [f.result().seq for f in queued] == [1, 2, 3]
+    assert [e.id for e in await store.get_stream_events("s", "a")] == ["e0", "e1", "e2"]
+
+
+async def test_leaving_the_context_drains(sql_url: str) -> None:
+    async with open_store(sql_url) as store:
+        async with PersistenceWorker(store) as worker:
+            futures = [await worker.submit(StoreEvent("s", "a", f"e{i}", i)) for i in range(500)]
+        assert all(f.done() for f in futures)
+        assert len(await store.get_stream_events("s", "a")) == 500
+
+
+def test_loop_shutdown_fails_what_the_worker_did_not_commit() -> None:
+    futures: list[asyncio.Future[StoredEvent]] = []
+
+    async def forget_to_close() -> None:
+        worker = PersistenceWorker(await open_store("memory://"), max_delay=10)
+        futures.append(await worker.submit(StoreEvent("s", "a", "e1", 1)))
+
+    # asyncio.run() cancels the worker's task, still waiting for a fuller batch.
+    asyncio.run(forget_to_close())
+    assert isinstance(futures[0].exception(), StoreClosedError)
+
+
+async def test_a_cancelled_worker_releases_its_waiters() -> None:
+    store = await open_store("memory://")
+    worker = PersistenceWorker(store, max_delay=10)
+    future = await worker.submit(StoreEvent("s", "a", "e1", 1))
+    reader = asyncio.create_task(worker.get_stream_events("s", "a"))
+    await asyncio.sleep(0)
+    (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "eventstore-persistence-worker"]
+    task.cancel()
+    with pytest.raises(StoreClosedError):
+        await future
+    assert await asyncio.wait_for(reader, 1) == []
+    with pytest.raises(StoreClosedError):
+        await worker.store_event("s", "a", "e2", 2)
