@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as upsert
+from sqlalchemy.exc import DBAPIError
 
 __all__ = [
     "CREATE_TRIGGERS",
@@ -12,6 +13,7 @@ __all__ = [
     "DROP_TRIGGERS",
     "READ_OPTIONS",
     "configure_engine",
+    "is_unique_violation",
     "upsert",
 ]
 
@@ -74,3 +76,8 @@ DROP_TRIGGERS: list[str] = [
 
 def configure_engine(engine: Any) -> None:
     """Nothing to hook on PostgreSQL; kept so both dialect modules have one shape."""
+
+
+def is_unique_violation(error: DBAPIError) -> bool:
+    """Whether a unique index refused a row (a rerun that looks the row up may succeed)."""
+    return getattr(error.orig, "sqlstate", None) == "23505"

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as upsert
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "DROP_TRIGGERS",
     "READ_OPTIONS",
     "configure_engine",
+    "is_unique_violation",
     "upsert",
 ]
 
@@ -86,3 +88,8 @@ def configure_engine(
     def _on_begin(conn: Connection) -> None:
         if not conn.get_execution_options().get("eventstore_read"):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_unique_violation(error: DBAPIError) -> bool:
+    """Whether a unique index refused a row (a rerun that looks the row up may succeed)."""
+    return str(error.orig).startswith("UNIQUE constraint failed")
