@@ -266,6 +266,8 @@ def export_command(url: str | None, session_ids: tuple[str, ...], output: Path |
     one consistent snapshot in constant memory. `eventstore import` reads it back.
     """
     target = url or default_url()
+    if _missing_sqlite_file(target):
+        raise click.ClickException(f"no SQLite database at {_safe(target)}")
 
     async def run(out: IO[bytes]) -> int:
         progress = _progress(10.0)

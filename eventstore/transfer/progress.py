@@ -65,8 +65,7 @@ class RichProgress:
 
     def start(self, phase: str, total: int | None, unit: str = "events") -> None:
         """Close the previous phase's bar and open one for ``phase``."""
-        if self._task is not None:
-            self._progress.stop_task(self._task)
+        self._close_phase()
         self._task = self._progress.add_task(phase, total=total, rate="", unit=unit)
         self._started = time.monotonic()
 
@@ -83,7 +82,16 @@ class RichProgress:
 
     def finish(self) -> None:
         """Stop the live display, leaving the final bars on screen."""
+        self._close_phase()
         self._progress.stop()
+
+    def _close_phase(self) -> None:
+        # A phase without a known total would keep pulsing; show it as complete.
+        if self._task is not None:
+            done = self._progress.tasks[-1].completed
+            self._progress.update(self._task, total=done, completed=done)
+            self._progress.stop_task(self._task)
+            self._task = None
 
 
 class LogProgress:

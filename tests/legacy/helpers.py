@@ -48,6 +48,20 @@ def write_lines(path: Path, lines: Iterable[str]) -> Path:
     return path
 
 
+class DumpLines:
+    """A legacy dump being written: ``add`` events, then ``write`` the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, session_id: str, event_id: str, data: Any, timestamp: int) -> None:
+        self.lines.append(legacy_line(session_id, event_id, data, timestamp))
+
+    def write(self) -> Path:
+        return write_lines(self.path, self.lines)
+
+
 async def _create_legacy_table(url: str, rows: Sequence[dict[str, Any]]) -> None:
     engine = create_async_engine(normalize_url(url))
     try:

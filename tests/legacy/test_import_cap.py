@@ -1,0 +1,64 @@
+"""The target's per-stream cap: an import keeps the newest events and says so."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from eventstore import open_store
+from tests.legacy.helpers import DumpLines, run_cli, stored
+
+
+def capped_store(url: str, cap: int) -> None:
+    async def configure() -> None:
+        async with open_store(url, max_events_per_stream=cap):
+            pass
+
+    asyncio.run(configure())
+
+
+def test_ten_thousand_events_into_a_store_capped_at_a_thousand(
+    tmp_path: Path, sql_url: str
+) -> None:
+    capped_store(sql_url, 1000)
+    dump = DumpLines(tmp_path / "big.jsonl")
+    # Newest last by timestamp, but written newest-first: the cap must follow time order.
+    for i in reversed(range(10_000)):
+        dump.add("busy", f"e{i}", {"i": i}, 1_000_000 + i)
+    for i in range(10):
+        dump.add("quiet", f"q{i}", i, 5 + i)
+
+    result = run_cli("import", str(dump.write()), "--url", sql_url)
+
+    assert result.exit_code == 0, result.output
+    rows = stored(sql_url)
+    busy = [row for row in rows if row[0] == "busy"]
+    assert [(row[2], row[3], row[5]) for row in busy] == [
+        (seq, f"e{i}", 1_000_000 + i) for seq, i in enumerate(range(9000, 10_000), start=1)
+    ]
+    assert [row[3] for row in rows if row[0] == "quiet"] == [f"q{i}" for i in range(10)]
+    assert "keeps at most 1,000 events per stream" in result.output
+    assert "(9,000 older events skipped)" in result.output
+    assert "session 'busy' stream '_default': 10,000 events, keeps the newest 1,000" in (
+        result.output
+    )
+    assert "imported: 1,010 events in 2 sessions" in result.output
+
+    # Nothing the first run stored was trimmed, so a re-run recognises all of it.
+    again = run_cli("import", str(dump.path), "--url", sql_url)
+    assert again.exit_code == 0
+    assert stored(sql_url) == rows
+
+
+def test_a_dry_run_reports_the_cap(tmp_path: Path, sqlite_url: str) -> None:
+    capped_store(sqlite_url, 3)
+    dump = DumpLines(tmp_path / "d.jsonl")
+    for i in range(5):
+        dump.add("s", f"e{i}", i, i)
+
+    result = run_cli("import", str(dump.write()), "--url", sqlite_url, "--dry-run")
+
+    assert result.exit_code == 0
+    assert "session 's' stream '_default': 5 events, keeps the newest 3" in result.output
+    assert "would import: 3 events" in result.output
+    assert stored(sqlite_url) == []

@@ -1,0 +1,151 @@
+"""``eventstore import URL``: a legacy ``events`` table (SQLite or PostgreSQL), read-only."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from eventstore import open_store
+from eventstore.sql.engine import normalize_url
+from tests.conftest import PostgresServer
+from tests.legacy.helpers import create_legacy_table, read_legacy_table, run_cli, stored
+
+# Insertion (id) order is not timestamp order; ids are reused within and across
+# sessions; one row's data is not JSON; one row has no event id.
+ROWS = [
+    {"session_id": "s1", "event_id": "e2", "data": '{"n": 2}', "timestamp": 200},
+    {"session_id": "s1", "event_id": "e1", "data": '{"n": 1}', "timestamp": 100},
+    {"session_id": "s2", "event_id": "e1", "data": '"other session, same id"', "timestamp": 50},
+    {"session_id": "s1", "event_id": "e3", "data": '"nul \\u0000 and \\u00fc"', "timestamp": 300},
+    {"session_id": "s1", "event_id": "e1", "data": '{"n": 1}', "timestamp": 100},
+    {"session_id": "s1", "event_id": "e2", "data": '{"n": "changed"}', "timestamp": 250},
+    {"session_id": "s2", "event_id": "e9", "data": "{not json", "timestamp": 60},
+    {"session_id": "s2", "event_id": None, "data": "1", "timestamp": 70},
+    {"session_id": "s2", "event_id": "e0", "data": "[1, 2, 3]", "timestamp": 40},
+]
+
+EXPECTED = [
+    ("s1", "_default", 1, "e1", {"n": 1}, 100),
+    ("s1", "_default", 2, "e2", {"n": 2}, 200),
+    ("s1", "_default", 3, "e3", "nul \x00 and ü", 300),
+    ("s2", "_default", 1, "e0", [1, 2, 3], 40),
+    ("s2", "_default", 2, "e1", "other session, same id", 50),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def legacy_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A legacy (pre-stream) database holding ROWS."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/legacy.sqlite3"
+    else:
+        url = str(request.getfixturevalue("postgres_url"))
+    create_legacy_table(url, ROWS)
+    return url
+
+
+def fingerprint(url: str) -> object:
+    """Everything an import could change in the source database."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "")
+        siblings = sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name))
+        return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns, siblings
+
+    async def schema() -> object:
+        engine = create_async_engine(parsed)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda c: (
+                        sorted(inspect(c).get_table_names()),
+                        [col["name"] for col in inspect(c).get_columns("events")],
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(schema()), read_legacy_table(url)
+
+
+def test_a_legacy_table_imports_and_is_left_untouched(
+    legacy_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    before = fingerprint(legacy_url)
+    rejects = tmp_path / "rejects.jsonl"
+
+    result = run_cli("import", legacy_url, "--url", sqlite_url, "--rejects", str(rejects))
+
+    assert result.exit_code == 3, result.output
+    assert stored(sqlite_url) == EXPECTED
+    records = sorted(
+        (json.loads(line) for line in rejects.read_text().splitlines()), key=lambda r: r["line"]
+    )
+    assert [(r["line"], r["reason"].split(":")[0]) for r in records] == [
+        (6, "duplicate event id 'e2' in session 's1' with different data (first at line 1)"),
+        (7, "data is not JSON"),
+        (8, "missing field 'event_id'"),
+    ]
+    assert json.loads(records[1]["source"])["data"] == "{not json"
+    assert "skipped: 1 identical duplicate lines" in result.output
+    assert fingerprint(legacy_url) == before
+
+
+def test_a_legacy_table_imports_into_postgres_in_a_chosen_stream(
+    legacy_url: str, postgres_server: PostgresServer
+) -> None:
+    target = postgres_server.new_database()
+
+    result = run_cli("import", legacy_url, "--url", target, "--stream-id", "legacy")
+
+    assert result.exit_code == 3
+    assert stored(target) == [(s, "legacy", *rest) for s, _, *rest in EXPECTED]
+
+
+def test_a_current_store_imports_into_another_backend(sqlite_url: str, postgres_url: str) -> None:
+    async def fill() -> None:
+        async with open_store(sqlite_url) as store:
+            for i in range(3):
+                await store.store_event("s1", "stream-b", f"b{i}", {"i": i})
+                await store.store_event("s1", "stream-a", f"a{i}", [i])
+            await store.store_event("s2", "_GET_stream", "g0", None)
+
+    asyncio.run(fill())
+    result = run_cli("import", sqlite_url, "--url", postgres_url)
+
+    assert result.exit_code == 0, result.output
+    assert stored(postgres_url) == stored(sqlite_url)
+    assert {row[1] for row in stored(postgres_url)} == {"stream-a", "stream-b", "_GET_stream"}
+
+
+def test_source_and_target_must_differ(legacy_url: str) -> None:
+    result = run_cli("import", legacy_url, "--url", legacy_url)
+    assert result.exit_code == 2
+    assert "same database" in result.output
+
+
+def test_a_database_without_an_events_table_is_refused(tmp_path: Path, sqlite_url: str) -> None:
+    empty = tmp_path / "empty.sqlite3"
+    create_legacy_table(f"sqlite:///{empty}", [])
+    asyncio.run(_drop_events(f"sqlite:///{empty}"))
+
+    result = run_cli("import", f"sqlite:///{empty}", "--url", sqlite_url)
+
+    assert result.exit_code == 1
+    assert "has no 'events' table" in result.output
+    missing = run_cli("import", f"sqlite:///{tmp_path}/nope.sqlite3", "--url", sqlite_url)
+    assert missing.exit_code == 1
+    assert "no such SQLite database" in missing.output
+
+
+async def _drop_events(url: str) -> None:
+    engine = create_async_engine(normalize_url(url))
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("DROP TABLE events")
+    await engine.dispose()
