@@ -57,7 +57,8 @@ def resumable_app(
     While the app runs, sessions idle for ``idle_ttl_seconds`` are pruned every
     ``prune_interval_seconds`` (``None``: no pruning task; run ``eventstore prune``
     instead). A session the client ends with ``DELETE`` is dropped at once unless
-    ``clear_on_delete`` is false.
+    ``clear_on_delete`` is false. ``app.state.eventstore_binding`` is the
+    :class:`~eventstore.mcp.SessionBinding` (its live sessions' adapters).
     """
     app = server.streamable_http_app(**http_options)
     binding = SessionBinding(
@@ -87,4 +88,5 @@ def resumable_app(
                 yield state
 
     app.router.lifespan_context = lifespan
+    app.state.eventstore_binding = binding
     return app

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from eventstore.events import StoredEvent
 from eventstore.mcp.app import resumable_app
+from eventstore.mcp.binding import SessionBinding
 from eventstore.mcp.demo.app import Conductor, build_server
 from eventstore.mcp.demo.gate import ResumeGate
 from eventstore.mcp.demo.loopback import serve_on_loopback
@@ -106,7 +107,9 @@ async def run_demo(url: str, *, steps: int = 6, pause_after: int = 3) -> DemoRep
     conductor = Conductor()
     server, http_options = build_server(conductor)
     async with open_store(url) as store:
-        gate = ResumeGate(resumable_app(server, store, idle_ttl_seconds=None, **http_options))
+        app = resumable_app(server, store, idle_ttl_seconds=None, **http_options)
+        binding: SessionBinding = app.state.eventstore_binding
+        gate = ResumeGate(app)
         async with serve_on_loopback(gate) as base, AsyncExitStack() as proxies:
             port = int(base.rsplit(":", 1)[1])
             report = DemoReport(
@@ -121,7 +124,7 @@ async def run_demo(url: str, *, steps: int = 6, pause_after: int = 3) -> DemoRep
             for label in LABELS:
                 proxy = await proxies.enter_async_context(CuttableProxy("127.0.0.1", port))
                 paths[label] = proxy
-            driver = _Driver(store, gate, conductor, report)
+            driver = _Driver(store, binding, gate, conductor, report)
             async with AsyncExitStack() as sessions:
                 opened = {
                     label: await sessions.enter_async_context(
@@ -132,6 +135,8 @@ async def run_demo(url: str, *, steps: int = 6, pause_after: int = 3) -> DemoRep
                 await asyncio.gather(
                     *(driver.drive(opened[label], paths[label], label) for label in LABELS)
                 )
+                for label in LABELS:
+                    driver.check_run(report.runs[label])
                 await driver.check_isolation(base)
             await driver.check_cleared()
     return report
@@ -139,9 +144,15 @@ async def run_demo(url: str, *, steps: int = 6, pause_after: int = 3) -> DemoRep
 
 class _Driver:
     def __init__(
-        self, store: EventStore, gate: ResumeGate, conductor: Conductor, report: DemoReport
+        self,
+        store: EventStore,
+        binding: SessionBinding,
+        gate: ResumeGate,
+        conductor: Conductor,
+        report: DemoReport,
     ) -> None:
         self.store = store
+        self.binding = binding
         self.gate = gate
         self.conductor = conductor
         self.report = report
@@ -155,7 +166,6 @@ class _Driver:
             await asyncio.wait_for(self._call(session, proxy, run), _CALL_TIMEOUT_SECONDS)
         except Exception as exc:
             run.error = f"{type(exc).__name__}: {exc}"
-        self._check_run(run)
 
     async def _call(self, session: ClientSession, proxy: CuttableProxy, run: ClientRun) -> None:
         steps, pause_after = self.report.steps, self.report.pause_after
@@ -175,31 +185,40 @@ class _Driver:
                 progress_callback=on_progress,
             )
         )
-        await _first(reached.wait(), tool)
-        await call.paused.wait()
-        assert call.session_id is not None and call.request_id is not None
-        run.session_id, run.request_id = call.session_id, call.request_id
-        stream = stream_key(run.request_id)
-        run.last_event_before_cut = (await self.store.get_stream_events(run.session_id, stream))[
-            -1
-        ].id
-        # From here until the server has stored the result, a resume waits at the gate:
-        # the client is away while the tool finishes.
-        self.gate.hold(run.session_id)
-        cut = True
-        run.connections_cut = proxy.cut()
-        call.resume.set()
-        await _poll(lambda: self._finished(run.session_id, stream))
-        self.gate.release(run.session_id)
-        result = await tool
+        try:
+            await _first(reached.wait(), tool)
+            await call.paused.wait()
+            assert call.session_id is not None and call.request_id is not None
+            run.session_id, run.request_id = call.session_id, call.request_id
+            stream = stream_key(run.request_id)
+            run.last_event_before_cut = (await self._stored(run.session_id, stream))[-1].id
+            # From here until the server has stored the result, a resume waits at the
+            # gate: the client is away while the tool finishes.
+            self.gate.hold(run.session_id)
+            cut = True
+            run.connections_cut = proxy.cut()
+            call.resume.set()
+            await _poll(lambda: self._finished(run.session_id, stream))
+            self.gate.release(run.session_id)
+            result = await tool
+        finally:
+            if not tool.done():
+                tool.cancel()
+            await asyncio.gather(tool, return_exceptions=True)
         run.result = " ".join(getattr(block, "text", "") for block in result.content)
         run.resumed_with = self.gate.resumes_of(run.session_id)
 
+    async def _stored(self, session_id: str, stream: str) -> list[StoredEvent]:
+        """The stream as the session's adapter stores it."""
+        adapter = self.binding.adapter(session_id)
+        storage_session = adapter.session_id if adapter is not None else session_id
+        return await self.store.get_stream_events(storage_session, stream)
+
     async def _finished(self, session_id: str, stream: str) -> bool:
-        events = await self.store.get_stream_events(session_id, stream)
+        events = await self._stored(session_id, stream)
         return bool(events) and _is_response(events[-1])
 
-    def _check_run(self, run: ClientRun) -> None:
+    def check_run(self, run: ClientRun) -> None:
         steps, pause_after = self.report.steps, self.report.pause_after
         name = run.label
         if run.error is not None:
@@ -247,7 +266,7 @@ class _Driver:
             if not run.session_id:
                 mixed.append(f"{run.label}: no session")
                 continue
-            stored = await self.store.get_stream_events(run.session_id, stream_key(run.request_id))
+            stored = await self._stored(run.session_id, stream_key(run.request_id))
             mixed += [
                 _label_of(event) or "?"
                 for event in stored
@@ -287,20 +306,38 @@ def _label_of(event: StoredEvent) -> str | None:
 
 
 async def _raw_resume(base_url: str, session_id: str, last_event_id: str) -> int:
-    """GET the endpoint as ``session_id`` resuming from ``last_event_id``; count events."""
+    """GET the endpoint as ``session_id`` resuming from ``last_event_id``; count messages.
+
+    Stops at the end of the stream, or at the priming event the SDK sends once a replay
+    is complete and it starts tailing the stream live; ``-1`` for a non-200 answer.
+    """
     headers = {
         "accept": "text/event-stream",
         "mcp-session-id": session_id,
         "last-event-id": last_event_id,
     }
-    async with (
-        httpx.AsyncClient(timeout=10.0) as client,
-        client.stream("GET", f"{base_url}/mcp", headers=headers) as response,
-    ):
-        if response.status_code != 200:
-            return -1
-        lines = [line async for line in response.aiter_lines()]
-    return sum(1 for line in lines if line.startswith("data:"))
+    messages = 0
+
+    async def read() -> None:
+        nonlocal messages
+        async with (
+            httpx.AsyncClient(timeout=10.0) as client,
+            client.stream("GET", f"{base_url}/mcp", headers=headers) as response,
+        ):
+            if response.status_code != 200:
+                messages = -1
+                return
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    if not line[5:].strip():
+                        return
+                    messages += 1
+
+    try:
+        await asyncio.wait_for(read(), 10.0)
+    except (TimeoutError, httpx.HTTPError):
+        pass
+    return messages
 
 
 async def _first(waiting: Awaitable[Any], task: asyncio.Future[Any]) -> None:

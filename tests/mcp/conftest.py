@@ -1,0 +1,66 @@
+"""Fixtures: a real resumable MCP server under uvicorn on loopback, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from eventstore import EventStore, open_store
+from eventstore.mcp import resumable_app
+from eventstore.mcp.demo.app import Conductor
+from eventstore.mcp.demo.gate import ResumeGate
+from eventstore.mcp.demo.loopback import serve_on_loopback
+from tests.mcp.raw import READ_TIMEOUT, RawSession
+from tests.mcp.server import build_test_server
+
+
+@dataclass
+class Harness:
+    """A running server: its endpoint, store, resume gate and tool conductor."""
+
+    base_url: str
+    store: EventStore
+    gate: ResumeGate
+    conductor: Conductor
+    http: httpx.AsyncClient
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.base_url}/mcp"
+
+    async def raw_session(self) -> RawSession:
+        """A new, initialized session spoken by hand."""
+        session = RawSession(self.http, self.endpoint)
+        await session.open()
+        return session
+
+
+async def start_harness(url: str, **store_options: object) -> AsyncIterator[Harness]:
+    conductor = Conductor()
+    server, http_options = build_test_server(conductor)
+    async with open_store(url, **store_options) as store:
+        gate = ResumeGate(resumable_app(server, store, idle_ttl_seconds=None, **http_options))
+        async with (
+            serve_on_loopback(gate) as base_url,
+            httpx.AsyncClient(timeout=READ_TIMEOUT) as http,
+        ):
+            yield Harness(base_url, store, gate, conductor, http)
+
+
+@pytest.fixture
+async def harness(sql_url: str) -> AsyncIterator[Harness]:
+    """The test server on a fresh SQLite file, then on a fresh PostgreSQL database."""
+    async for running in start_harness(sql_url):
+        yield running
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    """Wait until ``condition()`` holds; fail the test after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
+        await asyncio.sleep(0.02)

@@ -1,0 +1,212 @@
+"""Real server (uvicorn on loopback), real SDK client or hand-spoken HTTP, real databases."""
+
+from __future__ import annotations
+
+import asyncio
+
+from eventstore.mcp.demo.proxy import CuttableProxy
+from eventstore.mcp.demo.sdk import client_session
+from eventstore.mcp.ids import MAX_EVENT_ID_LENGTH, stream_key
+from tests.mcp.conftest import Harness, eventually, start_harness
+from tests.mcp.raw import Event, RawSession
+
+
+def texts(events: list[Event]) -> list[str]:
+    return [event.text for event in events if event.message is not None and event.text]
+
+
+async def response_stored(harness: Harness, session_id: str, request_id: str) -> bool:
+    stored = await harness.store.get_stream_events(session_id, stream_key(request_id))
+    return bool(stored) and isinstance(stored[-1].data, dict) and "result" in stored[-1].data
+
+
+async def test_sdk_client_resumes_after_drop_with_exactly_the_missed_events(
+    harness: Harness,
+) -> None:
+    port = int(harness.base_url.rsplit(":", 1)[1])
+    call = harness.conductor.call("A")
+    received: list[tuple[int, bool]] = []
+    dropped = False
+    reached = asyncio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        received.append((int(progress), dropped))
+        if len(received) == 3:
+            reached.set()
+
+    async with (
+        CuttableProxy("127.0.0.1", port) as proxy,
+        client_session(f"{proxy.url}/mcp") as session,
+    ):
+        tool = asyncio.ensure_future(
+            session.call_tool(
+                "count",
+                arguments={"label": "A", "steps": 7, "pause_after": 3},
+                progress_callback=on_progress,
+            )
+        )
+        await asyncio.wait_for(reached.wait(), 20)
+        await call.paused.wait()
+        assert call.session_id and call.request_id
+        stored = await harness.store.get_stream_events(call.session_id, stream_key(call.request_id))
+        last_received = stored[-1].id
+        harness.gate.hold(call.session_id)
+        dropped = True
+        assert proxy.cut() >= 1
+        call.resume.set()
+        await eventually(lambda: response_stored(harness, call.session_id, call.request_id))
+        harness.gate.release(call.session_id)
+        result = await asyncio.wait_for(tool, 20)
+
+    assert [step for step, _ in received] == [1, 2, 3, 4, 5, 6, 7]
+    assert [step for step, replayed in received if not replayed] == [1, 2, 3]
+    assert [step for step, replayed in received if replayed] == [4, 5, 6, 7]
+    assert result.content[0].text == "A counted to 7"
+    assert harness.gate.resumes_of(call.session_id) == [last_received]
+
+
+async def test_server_closed_stream_with_retry_loses_nothing(harness: Harness) -> None:
+    """SEP-1699 polling: the tool closes its own SSE stream; the client comes back."""
+    call = harness.conductor.call("P")
+    received: list[int] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        received.append(int(progress))
+
+    async with client_session(harness.endpoint) as session:
+        tool = asyncio.ensure_future(
+            session.call_tool(
+                "poll",
+                arguments={"label": "P", "steps": 6, "close_after": 2},
+                progress_callback=on_progress,
+            )
+        )
+        await asyncio.wait_for(call.paused.wait(), 20)
+        assert call.session_id and call.request_id
+        stored = await harness.store.get_stream_events(call.session_id, stream_key(call.request_id))
+        last_sent = stored[-1].id
+        harness.gate.hold(call.session_id)
+        call.resume.set()
+        await eventually(lambda: response_stored(harness, call.session_id, call.request_id))
+        harness.gate.release(call.session_id)
+        result = await asyncio.wait_for(tool, 20)
+
+    assert received == [1, 2, 3, 4, 5, 6]
+    assert result.content[0].text == "P polled to 6"
+    assert harness.gate.resumes_of(call.session_id) == [last_sent]
+
+
+async def test_sessions_with_colliding_stream_ids_replay_only_their_own(
+    harness: Harness,
+) -> None:
+    """Request id 1 in both sessions (stream "1"), and both "_GET_stream"s."""
+    a, b = await harness.raw_session(), await harness.raw_session()
+    calls: dict[str, list[Event]] = {}
+    pushed: dict[str, list[Event]] = {}
+    for label, session in (("A", a), ("B", b)):
+        async with session.listening() as standalone:
+            calls[label] = await session.call_tool(1, "broadcast", label=label, count=4)
+
+            async def all_arrived(events: list[Event] = standalone) -> bool:
+                return len(texts(events)) == 4
+
+            await eventually(all_arrived)
+            pushed[label] = list(standalone)
+        assert texts(pushed[label]) == [f"test://{label}/{i}" for i in range(1, 5)]
+
+    for label, session in (("A", a), ("B", b)):
+        progress = [e for e in calls[label] if e.message is not None]
+        first = progress[0]
+        status, replayed = await session.resume(first.id)
+        assert status == 200
+        assert [e.id for e in replayed] == [e.id for e in progress[1:]]
+        assert texts(replayed) == [f"{label}: sent {i} of 4" for i in range(2, 5)]
+        assert replayed[-1].message is not None
+        assert replayed[-1].message["result"]["content"][0]["text"] == f"{label} broadcast 4"
+
+        status, replayed = await session.resume(pushed[label][0].id)
+        assert status == 200
+        assert texts(replayed) == [f"test://{label}/{i}" for i in range(2, 5)]
+
+    # A cursor copied from A's session is nothing in B's, on either stream.
+    for cursor in (calls["A"][1].id, pushed["A"][0].id):
+        assert await b.resume(cursor) == (200, [])
+    assert calls["A"][1].id != calls["B"][1].id
+
+
+BAD_LAST_EVENT_IDS: list[str | bytes] = [
+    "garbage",
+    "x" * (MAX_EVENT_ID_LENGTH + 1),
+    "y" * 6000,
+    "AAAAAAAAAAA.1.1",
+    "AAAAAAAAAAA.999.~AAAAAAAAAAAAAAAAAAAAAA",
+    "AAAAAAAAAAA.0.1",
+    "../../etc/passwd",
+    b"\xc3\xa9v\xc3\xa9nement",
+    "1; DROP TABLE events",
+]
+
+
+async def test_unknown_malformed_or_oversized_last_event_id_replays_nothing(
+    harness: Harness,
+) -> None:
+    session = await harness.raw_session()
+    before = await session.call_tool(1, "count", label="M", steps=2)
+    for last_event_id in BAD_LAST_EVENT_IDS:
+        assert await session.resume(last_event_id) == (200, []), last_event_id
+    # Nothing broke: the session still serves requests and resumes.
+    after = await session.call_tool(2, "count", label="M", steps=2)
+    assert after[-1].is_response
+    assert (await session.resume(before[1].id))[1][-1].is_response
+
+
+async def test_a_well_formed_id_of_another_stream_of_this_session_is_not_resumed(
+    harness: Harness,
+) -> None:
+    session = await harness.raw_session()
+    events = await session.call_tool(1, "count", label="S", steps=2)
+    nonce, counter, _ = events[1].id.split(".")
+    assert await session.resume(f"{nonce}.{counter}.7") == (200, [])
+
+
+async def test_a_cursor_trimmed_by_the_cap_replays_nothing_never_a_partial_stream(
+    sql_url: str,
+) -> None:
+    async for harness in start_harness(sql_url, max_events_per_stream=3):
+        session = await harness.raw_session()
+        events = await session.call_tool(1, "count", label="T", steps=6)
+        ids = [event.id for event in events]
+        # Priming event, 6 progress notifications, the result: the store keeps the last 3.
+        assert len(ids) == 8
+        for trimmed in ids[:5]:
+            assert await session.resume(trimmed) == (200, [])
+        status, replayed = await session.resume(ids[5])
+        assert status == 200
+        assert [event.id for event in replayed] == ids[6:]
+
+
+async def test_delete_drops_the_session_and_other_sessions_keep_theirs(harness: Harness) -> None:
+    ended, kept = await harness.raw_session(), await harness.raw_session()
+    await ended.call_tool(1, "count", label="E", steps=2)
+    await kept.call_tool(1, "count", label="K", steps=2)
+    assert await harness.store.stream_count(ended.session_id) > 0
+
+    assert await ended.delete() == 200
+
+    async def dropped() -> bool:
+        return await harness.store.stream_count(ended.session_id) == 0
+
+    await eventually(dropped)
+    assert await harness.store.stream_count(kept.session_id) > 0
+    assert len(await harness.store.get_stream_events(kept.session_id, "1")) == 4
+
+
+async def test_events_are_stored_under_the_real_session_id(harness: Harness) -> None:
+    session: RawSession = await harness.raw_session()
+    events = await session.call_tool(1, "count", label="R", steps=3)
+    stored = await harness.store.get_stream_events(session.session_id, "1")
+    assert [event.id for event in stored] == [event.id for event in events]
+    assert [event.data for event in stored] == [event.message for event in events]
+    # The initialize request's priming event is stored too: the session is bound from
+    # its very first event.
+    assert await harness.store.get_stream_events(session.session_id, "0")
