@@ -47,10 +47,11 @@ log = logging.getLogger(__name__)
 
 _DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
 
-# A concurrent writer can commit the same (session_id, event_id) between our duplicate
-# check and our INSERT; the unique index then fails the transaction, and a rerun sees the
-# committed row. Two reruns cover any realistic interleaving.
-_INTEGRITY_RERUNS = 3
+# The first attempt skips the duplicate lookup (see _store_run); an id already stored
+# fails its INSERT on the unique index and the rerun looks it up. A concurrent writer can
+# also commit the same (session_id, event_id) between a rerun's lookup and its INSERT;
+# two more reruns cover any realistic interleaving.
+_INTEGRITY_RERUNS = 4
 # Keeps expanding IN lists well below SQLite's and asyncpg's parameter limits.
 _LOOKUP_CHUNK = 500
 
@@ -169,8 +170,12 @@ class SqlEventStore(EventStore):
         for attempt in range(1, _INTEGRITY_RERUNS + 1):
             try:
                 async with self.engine.begin() as conn:
-                    return await self._apply_in(conn, requests)
+                    return await self._apply_in(conn, requests, lookup=attempt > 1)
             except IntegrityError as exc:
+                if not self._dialect.is_unique_violation(exc):
+                    # A CHECK, a foreign key or a trigger of the host refused a row: no
+                    # rerun can change that.
+                    raise EventStoreError(f"the database refused the write: {exc.orig}") from exc
                 if attempt == _INTEGRITY_RERUNS:
                     raise EventStoreError(
                         f"write kept conflicting with concurrent writers: {exc.orig}"
@@ -183,7 +188,7 @@ class SqlEventStore(EventStore):
         raise AssertionError("unreachable")
 
     async def _apply_in(
-        self, conn: AsyncConnection, requests: Sequence[WriteRequest]
+        self, conn: AsyncConnection, requests: Sequence[WriteRequest], *, lookup: bool
     ) -> list[ApplyResult]:
         results: list[ApplyResult] = [None] * len(requests)
         now = now_ms()
@@ -193,14 +198,14 @@ class SqlEventStore(EventStore):
                 run.append((index, request))
                 continue
             if run:
-                await self._store_run(conn, run, results, now)
+                await self._store_run(conn, run, results, now, lookup)
                 run = []
             try:
                 results[index] = await self._apply_other(conn, request, now)
             except EventStoreError as exc:
                 results[index] = exc
         if run:
-            await self._store_run(conn, run, results, now)
+            await self._store_run(conn, run, results, now, lookup)
         return results
 
     async def _apply_other(
@@ -264,12 +269,19 @@ class SqlEventStore(EventStore):
         run: list[tuple[int, StoreEvent]],
         results: list[ApplyResult],
         now: int,
+        lookup: bool,
     ) -> None:
-        """Append consecutive StoreEvents: duplicate check, seq allocation, one INSERT."""
+        """Append consecutive StoreEvents: duplicate check, seq allocation, one INSERT.
+
+        Without ``lookup`` the check against stored events is skipped: ids are almost
+        always new, and one that is not fails the INSERT on the unique index, which
+        reruns the whole transaction with ``lookup``. That saves a statement per batch
+        and the plan of a lookup on a table whose statistics lag behind its growth.
+        """
         pending = self._validate(run, results)
         if not pending:
             return
-        existing = await self._existing(conn, pending)
+        existing = await self._existing(conn, pending) if lookup else {}
         fresh: list[_Pending] = []
         seen: dict[tuple[str, str], _Pending] = {}
         retries: list[tuple[int, int]] = []  # (retry's index, first occurrence's index)
@@ -371,20 +383,22 @@ class SqlEventStore(EventStore):
                 "updated_at": statement.excluded.updated_at,
             },
         ).returning(_hd.session_id, _hd.stream_id, _hd.last_seq)
+        # A list of parameter sets, not .values([...]): SQLAlchemy then renders one cached
+        # statement as multi-row VALUES ("insertmanyvalues") instead of compiling a new
+        # statement for every batch size.
         rows = await conn.execute(
-            statement.values(
-                [
-                    {
-                        "session_id": session_id,
-                        "stream_id": stream_id,
-                        "last_seq": count,
-                        "first_seq": 1,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for (session_id, stream_id), count in ordered
-                ]
-            )
+            statement,
+            [
+                {
+                    "session_id": session_id,
+                    "stream_id": stream_id,
+                    "last_seq": count,
+                    "first_seq": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for (session_id, stream_id), count in ordered
+            ],
         )
         return {
             (row.session_id, row.stream_id): row.last_seq
