@@ -9,7 +9,10 @@ non-ASCII text.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+import orjson
 
 from eventstore.errors import InvalidInputError, PayloadTooLargeError
 
@@ -23,6 +26,8 @@ _MAX_TIMESTAMP = 2**63 - 1
 
 _compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ascii = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+_LONG_DIGITS = re.compile("[0-9]{19}")
 
 
 def check_id(kind: str, value: object) -> str:
@@ -77,6 +82,15 @@ def encode_data(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> str:
 
 def decode_data(text: str) -> Any:
     """Decode text written by :func:`encode_data`."""
+    # orjson parses a typical event several times faster than json, which dominates a
+    # replay's CPU time. It turns integers beyond 64 bits into floats, so text with 19
+    # digits in a row goes to json, as does what orjson refuses (escaped lone
+    # surrogates, very deep nesting).
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
     return json.loads(text)
 
 

@@ -88,6 +88,30 @@ _STREAM = (
 )
 _STREAM_LIMITED = _STREAM.limit(bindparam("limit"))
 _STREAM_COUNT = select(func.count()).where(_hd.session_id == bindparam("session_id"))
+# Statements of the write path are built once: building and cache-keying a fresh
+# statement for every append cost more than executing it.
+_EXISTING_IN_SESSION = select(
+    _ev.session_id, _ev.event_id, _ev.stream_id, _ev.seq, _ev.data, _ev.timestamp
+).where(
+    _ev.session_id == bindparam("session_id"),
+    _ev.event_id.in_(bindparam("event_ids", expanding=True)),
+)
+# RETURNING makes SQLAlchemy send a batch as one multi-row INSERT ("insertmanyvalues")
+# rather than one execution per row: one round trip, and PostgreSQL's statement-level
+# retention trigger fires once per batch instead of once per event.
+_INSERT_EVENTS = events.insert().returning(_ev.id)
+
+
+def _reserve_seqs(dialect: ModuleType) -> Any:
+    """Add each stream's new-event count to its head row (created by its first event)."""
+    statement = dialect.upsert(event_streams)
+    return statement.on_conflict_do_update(
+        index_elements=[_hd.session_id, _hd.stream_id],
+        set_={
+            "last_seq": _hd.last_seq + statement.excluded.last_seq,
+            "updated_at": statement.excluded.updated_at,
+        },
+    ).returning(_hd.session_id, _hd.stream_id, _hd.last_seq)
 
 
 @dataclass(slots=True)
@@ -157,6 +181,7 @@ class SqlEventStore(EventStore):
         self.max_event_bytes = max_event_bytes
         self._dialect = dialect
         self._reader = engine.execution_options(**dialect.READ_OPTIONS)
+        self._reserve_seqs = _reserve_seqs(dialect)
         self._owns_engine = owns_engine
         self._closed = False
 
@@ -334,7 +359,7 @@ class SqlEventStore(EventStore):
                     "timestamp": timestamp,
                 }
             )
-        await conn.execute(events.insert(), rows)
+        await conn.execute(_INSERT_EVENTS, rows)
         for retry, first_index in retries:
             results[retry] = results[first_index]
 
@@ -350,6 +375,14 @@ class SqlEventStore(EventStore):
             chunk: dict[str, list[str]] = {}
             for session_id, event_id in keys[start : start + _LOOKUP_CHUNK]:
                 chunk.setdefault(session_id, []).append(event_id)
+            if len(chunk) == 1:
+                ((session_id, ids),) = chunk.items()
+                rows = await conn.execute(
+                    _EXISTING_IN_SESSION, {"session_id": session_id, "event_ids": ids}
+                )
+                for row in rows:
+                    found[(row.session_id, row.event_id)] = row
+                continue
             condition = or_(
                 *(
                     and_(_ev.session_id == session_id, _ev.event_id.in_(ids))
@@ -375,19 +408,11 @@ class SqlEventStore(EventStore):
             counts[stream] = counts.get(stream, 0) + 1
         # Sorted, so concurrent batches lock head rows in the same order: no deadlocks.
         ordered = sorted(counts.items())
-        statement = self._dialect.upsert(event_streams)
-        statement = statement.on_conflict_do_update(
-            index_elements=[_hd.session_id, _hd.stream_id],
-            set_={
-                "last_seq": _hd.last_seq + statement.excluded.last_seq,
-                "updated_at": statement.excluded.updated_at,
-            },
-        ).returning(_hd.session_id, _hd.stream_id, _hd.last_seq)
         # A list of parameter sets, not .values([...]): SQLAlchemy then renders one cached
         # statement as multi-row VALUES ("insertmanyvalues") instead of compiling a new
         # statement for every batch size.
         rows = await conn.execute(
-            statement,
+            self._reserve_seqs,
             [
                 {
                     "session_id": session_id,
@@ -449,16 +474,11 @@ class SqlEventStore(EventStore):
 
     @staticmethod
     def _events(session_id: str, stream_id: str, rows: Sequence[Row[Any]]) -> list[StoredEvent]:
+        # Unpacking by position: attribute access on a Row costs more than the rest of
+        # this loop, and a replay runs it once per event.
         return [
-            StoredEvent(
-                id=row.event_id,
-                stream_id=stream_id,
-                data=decode_data(row.data),
-                timestamp=row.timestamp,
-                session_id=session_id,
-                seq=row.seq,
-            )
-            for row in rows
+            StoredEvent(event_id, stream_id, decode_data(data), timestamp, session_id, seq)
+            for event_id, seq, data, timestamp in rows
         ]
 
     async def _read(self, statement: Any, params: dict[str, Any]) -> Sequence[Row[Any]]:
