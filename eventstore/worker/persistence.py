@@ -89,10 +89,11 @@ class PersistenceWorker:
     and, on exit, drains it. :meth:`close` refuses new requests (they raise
     :class:`~eventstore.errors.StoreClosedError`, as do producers still waiting for
     room: their request was never queued), commits everything queued, then stops. The
-    worker starts by itself on first use and never closes ``store``. A caller that is
-    cancelled while waiting for its future only stops waiting: the request stays queued
-    and commits. If the task itself is cancelled (the event loop shutting down), every
-    request not yet committed fails with ``StoreClosedError``.
+    worker starts by itself on first use and never closes ``store``. Cancelling a
+    caller, or the future :meth:`submit` returned, only stops the waiting: a queued
+    request is never withdrawn, and commits in its turn. If the task itself is cancelled
+    (the event loop shutting down), every request not yet committed fails with
+    ``StoreClosedError``.
 
     **Observability.** :attr:`stats` is a :class:`WorkerStats` snapshot; the logger
     ``eventstore.worker`` reports retries (WARNING), requests failed by an outage
@@ -195,7 +196,8 @@ class PersistenceWorker:
     async def submit(self, request: PersistenceRequest) -> asyncio.Future[Any]:
         """Queue ``request`` (waiting for room) and return the future of its outcome."""
         key = stream_key(request)
-        await self.start()
+        if self._task is None:
+            await self.start()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         number = await self._queue.put(_Entry(request, future, key))
         if key is not None:
@@ -208,27 +210,27 @@ class PersistenceWorker:
     ) -> StoredEvent:
         """Append one event and return it once committed (see ``EventStore.store_event``)."""
         future = await self.submit(StoreEvent(session_id, stream_id, event_id, data))
-        return await asyncio.shield(future)
+        return await future
 
     async def update_last_event_id(self, session_id: str, stream_id: str, event_id: str) -> None:
         """Record the client's acknowledged event of a stream, once committed."""
         future = await self.submit(UpdateLastEventId(session_id, stream_id, event_id))
-        await asyncio.shield(future)
+        await future
 
     async def clear_stream(self, session_id: str, stream_id: str) -> int:
         """Drop one stream once everything queued before is committed; events removed."""
         future = await self.submit(ClearStream(session_id, stream_id))
-        return await asyncio.shield(future)
+        return await future
 
     async def clear_session(self, session_id: str) -> int:
         """Drop every stream of a session, after what was queued before; events removed."""
         future = await self.submit(ClearSession(session_id))
-        return await asyncio.shield(future)
+        return await future
 
     async def flush(self) -> None:
         """Wait until every request queued before this call is settled."""
         future = await self.submit(Flush())
-        await asyncio.shield(future)
+        await future
 
     # -- reads that see queued writes -----------------------------------------------------
 

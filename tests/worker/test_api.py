@@ -185,7 +185,7 @@ async def test_cancelled_callers_leave_the_worker_whole(store: EventStore) -> No
             for i in range(50):
                 future = await worker.submit(StoreEvent("s", f"st{p % 3}", f"p{p}-{i}", i))
                 accepted.append(f"p{p}-{i}")
-                await asyncio.shield(future)
+                await future
 
         tasks = [asyncio.create_task(producer(p)) for p in range(12)]
         await asyncio.sleep(0.05)
@@ -200,6 +200,15 @@ async def test_cancelled_callers_leave_the_worker_whole(store: EventStore) -> No
             seqs = [e.seq for e in await store.get_stream_events("s", f"st{st}")]
             assert seqs == list(range(1, len(seqs) + 1))
         assert (await worker.store_event("s", "after", "x", 1)).seq == 1
+
+
+async def test_cancelling_a_future_does_not_withdraw_its_request(store: EventStore) -> None:
+    async with PersistenceWorker(store, max_delay=0.05) as worker:
+        future = await worker.submit(StoreEvent("s", "a", "e1", 1))
+        future.cancel()
+        await worker.flush()
+        assert (await worker.store_event("s", "a", "e2", 2)).seq == 2
+    assert [e.id for e in await store.get_stream_events("s", "a")] == ["e1", "e2"]
 
 
 async def test_stats_count_what_happened() -> None:
