@@ -1,0 +1,180 @@
+"""SessionEventStore against real stores (memory, SQLite, PostgreSQL), through the SDK API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from mcp.server.streamable_http import EventMessage
+from mcp.types import JSONRPCMessage
+from pydantic import TypeAdapter
+
+from eventstore import EventStore, open_store
+from eventstore.mcp import SessionEventStore
+from eventstore.mcp.ids import stream_key
+
+MESSAGE: TypeAdapter[JSONRPCMessage] = TypeAdapter(JSONRPCMessage)
+
+
+def progress(n: int, text: str = "") -> JSONRPCMessage:
+    return MESSAGE.validate_python(
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/progress",
+            "params": {"progressToken": 1, "progress": n, "message": text or f"step {n}"},
+        }
+    )
+
+
+def response(request_id: int | str, value: object) -> JSONRPCMessage:
+    return MESSAGE.validate_python({"jsonrpc": "2.0", "id": request_id, "result": {"v": value}})
+
+
+def wire(message: JSONRPCMessage) -> str:
+    return message.model_dump_json(by_alias=True, exclude_unset=True)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return "memory://"
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[EventStore]:
+    async with open_store(store_url) as opened:
+        yield opened
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.sent: list[EventMessage] = []
+
+    async def __call__(self, event: EventMessage) -> None:
+        self.sent.append(event)
+
+
+async def test_replay_sends_the_messages_after_the_cursor_exactly_as_stored(
+    store: EventStore,
+) -> None:
+    adapter = SessionEventStore(store, "session-a")
+    priming = await adapter.store_event("1", None)
+    messages = [progress(1, "ünïcode ☃"), progress(2, "\u0000 nul"), response(1, 2**80)]
+    ids = [await adapter.store_event("1", message) for message in messages]
+
+    sent = Collector()
+    assert await adapter.replay_events_after(priming, sent) == "1"
+    assert [event.event_id for event in sent.sent] == ids
+    assert [wire(event.message) for event in sent.sent] == [wire(m) for m in messages]
+
+    sent = Collector()
+    assert await adapter.replay_events_after(ids[0], sent) == "1"
+    assert [event.event_id for event in sent.sent] == ids[1:]
+
+    sent = Collector()
+    assert await adapter.replay_events_after(ids[-1], sent) == "1"
+    assert sent.sent == []
+
+
+async def test_priming_events_are_cursors_but_never_replayed(store: EventStore) -> None:
+    adapter = SessionEventStore(store, "s")
+    first = await adapter.store_event("1", progress(1))
+    await adapter.store_event("1", None)
+    last = await adapter.store_event("1", progress(2))
+    sent = Collector()
+    assert await adapter.replay_events_after(first, sent) == "1"
+    assert [event.event_id for event in sent.sent] == [last]
+    stored = await store.get_stream_events("s", "1")
+    assert [event.data is None for event in stored] == [False, True, False]
+
+
+async def test_a_session_never_replays_another_sessions_events(store: EventStore) -> None:
+    a, b = SessionEventStore(store, "a"), SessionEventStore(store, "b")
+    a_first = await a.store_event("1", progress(1, "A1"))
+    b_first = await b.store_event("1", progress(1, "B1"))
+    await a.store_event("1", progress(2, "A2"))
+    await b.store_event("1", progress(2, "B2"))
+    await a.store_event("_GET_stream", progress(3, "A3"))
+
+    sent = Collector()
+    assert await a.replay_events_after(a_first, sent) == "1"
+    assert [event.message.model_dump()["params"]["message"] for event in sent.sent] == ["A2"]
+    for foreign in (a_first, "x"):
+        sent = Collector()
+        assert await b.replay_events_after(foreign, sent) is None
+        assert sent.sent == []
+    assert await a.replay_events_after(b_first, Collector()) is None
+
+
+async def test_long_and_odd_stream_ids_replay_under_their_own_id(store: EventStore) -> None:
+    adapter = SessionEventStore(store, "s")
+    for stream_id in ("x" * 5000, "", "a.b", "é", "\ud800"):
+        first = await adapter.store_event(stream_id, progress(1))
+        second = await adapter.store_event(stream_id, progress(2))
+        sent = Collector()
+        assert await adapter.replay_events_after(first, sent) == stream_id
+        assert [event.event_id for event in sent.sent] == [second]
+        assert len(first) <= 100
+
+
+async def test_garbage_and_unknown_cursors_replay_nothing(store: EventStore) -> None:
+    adapter = SessionEventStore(store, "s")
+    real = await adapter.store_event("1", progress(1))
+    nonce, counter, _ = real.split(".")
+    for cursor in (
+        "",
+        "garbage",
+        "z" * 100_000,
+        f"{nonce}.{int(counter) + 1}.1",
+        f"{nonce}.{counter}.2",
+        f"{nonce}.{counter}.~AAAAAAAAAAAAAAAAAAAAAA",
+    ):
+        sent = Collector()
+        assert await adapter.replay_events_after(cursor, sent) is None
+        assert sent.sent == []
+
+
+async def test_a_trimmed_cursor_replays_nothing(sql_url: str) -> None:
+    async with open_store(sql_url, max_events_per_stream=2) as store:
+        adapter = SessionEventStore(store, "s")
+        ids = [await adapter.store_event("1", progress(n)) for n in range(1, 5)]
+        assert await adapter.replay_events_after(ids[0], Collector()) is None
+        sent = Collector()
+        assert await adapter.replay_events_after(ids[2], sent) == "1"
+        assert [event.event_id for event in sent.sent] == [ids[3]]
+
+
+async def test_a_failed_write_makes_its_stream_unresumable_not_gappy(sql_url: str) -> None:
+    async with open_store(sql_url, max_event_bytes=300) as store:
+        adapter = SessionEventStore(store, "s")
+        first = await adapter.store_event("1", progress(1))
+        other = await adapter.store_event("2", progress(1))
+        # Too large for the store: logged, not raised (the SDK would stop routing).
+        lost = await adapter.store_event("1", progress(2, "x" * 1000))
+        await adapter.store_event("1", progress(3))
+        await adapter.store_event("2", progress(2))
+        assert lost.endswith(".1")
+        assert await adapter.replay_events_after(first, Collector()) is None
+        sent = Collector()
+        assert await adapter.replay_events_after(other, sent) == "2"
+        assert len(sent.sent) == 1
+
+
+async def test_a_stored_event_that_is_not_a_message_makes_the_replay_refuse(
+    store: EventStore,
+) -> None:
+    adapter = SessionEventStore(store, "s")
+    first = await adapter.store_event("1", progress(1))
+    await store.store_event("s", stream_key("1"), "foreign-writer-1", {"not": "json-rpc"})
+    await adapter.store_event("1", progress(2))
+    assert await adapter.replay_events_after(first, Collector()) is None
+
+
+async def test_clear_drops_only_this_session(store: EventStore) -> None:
+    a, b = SessionEventStore(store, "a"), SessionEventStore(store, "b")
+    await a.store_event("1", progress(1))
+    await b.store_event("1", progress(1))
+    assert await a.clear() == 1
+    assert await store.stream_count("a") == 0
+    assert await store.stream_count("b") == 1
