@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -11,3 +13,9 @@ def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return "memory://"
     return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in the test's temp directory: default reject files land there, not in the repo."""
+    monkeypatch.chdir(tmp_path)
