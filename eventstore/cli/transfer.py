@@ -54,8 +54,12 @@ def _progress(log_every: float) -> ProgressSink:
     return LogProgress(lambda line: click.echo(line, err=True), interval=log_every)
 
 
+def _is_memory(url: str) -> bool:
+    return url.strip().lower().startswith("memory:")
+
+
 def _safe(url: str | URL) -> str:
-    if isinstance(url, str) and url.strip().lower().startswith("memory:"):
+    if isinstance(url, str) and _is_memory(url):
         return url
     return make_url(url).render_as_string(hide_password=True)
 
@@ -114,6 +118,10 @@ def import_command(
     1 failed, 130 interrupted.
     """
     target = url or default_url()
+    if _is_memory(target):
+        raise click.UsageError(
+            "an in-memory store lives only inside this process: import into a database URL"
+        )
     try:
         origin = open_source(source)
         if isinstance(origin, EventsTable) and _same_database(origin.url, target):
@@ -197,7 +205,7 @@ async def _target(target: str, dry_run: bool) -> AsyncIterator[EventStore]:
 
 
 def _missing_sqlite_file(target: str) -> bool:
-    if target.strip().lower().startswith("memory:"):
+    if _is_memory(target):
         return False
     parsed = normalize_url(target)
     return parsed.get_backend_name() == "sqlite" and not (
@@ -206,8 +214,6 @@ def _missing_sqlite_file(target: str) -> bool:
 
 
 def _same_database(source: URL, target: str) -> bool:
-    if target.strip().lower().startswith("memory:"):
-        return False
     other = normalize_url(target)
     if source.get_backend_name() == "sqlite" and other.get_backend_name() == "sqlite":
         return Path(source.database or "").resolve() == Path(other.database or "").resolve()

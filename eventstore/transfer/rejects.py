@@ -11,9 +11,10 @@ from eventstore.transfer.records import Reject, dumps_line
 class RejectFile:
     """Appends rejects as JSON lines ``{"line": N, "reason": "...", "source": "..."}``.
 
-    The file is created (or truncated) at the first reject, so a clean import leaves no
-    file behind. For a database source, ``line`` is the legacy row's ``id``. Callable,
-    so it can be passed as ``on_reject``.
+    The file is created (or truncated) at the first reject. Every run of an import
+    reports all of its rejects again, so a file left by an earlier run is stale: a run
+    without rejects removes it on :meth:`close`. For a database source, ``line`` is the
+    legacy row's ``id``. Callable, so it can be passed as ``on_reject``.
     """
 
     def __init__(self, path: Path) -> None:
@@ -30,7 +31,9 @@ class RejectFile:
         self.count += 1
 
     def close(self) -> None:
-        """Flush and close the file, if one was written."""
+        """Flush and close the file; remove a stale one if nothing was rejected."""
         if self._file is not None:
             self._file.close()
             self._file = None
+        elif self.count == 0:
+            self.path.unlink(missing_ok=True)

@@ -164,6 +164,25 @@ def test_a_clean_dump_exits_zero_and_leaves_no_reject_file(tmp_path: Path, sqlit
     assert not (tmp_path / "clean.jsonl.rejects.jsonl").exists()
 
 
+def test_a_clean_re_run_removes_the_stale_reject_file(tmp_path: Path, sqlite_url: str) -> None:
+    dump = write_lines(tmp_path / "legacy.jsonl", DUMP)
+    run_cli("import", str(dump), "--url", sqlite_url)
+    assert (tmp_path / "legacy.jsonl.rejects.jsonl").is_file()
+
+    write_lines(dump, [DUMP[0], DUMP[1], DUMP[3]])  # the dump, fixed
+    result = run_cli("import", str(dump), "--url", sqlite_url)
+
+    assert result.exit_code == 0
+    assert not (tmp_path / "legacy.jsonl.rejects.jsonl").exists()
+
+
+def test_an_in_memory_target_is_refused(tmp_path: Path) -> None:
+    dump = write_lines(tmp_path / "legacy.jsonl", DUMP)
+    result = run_cli("import", str(dump), "--url", "memory://")
+    assert result.exit_code == 2
+    assert "in-memory store lives only inside this process" in result.output
+
+
 def test_an_unreadable_source_fails_before_writing(tmp_path: Path, sqlite_url: str) -> None:
     missing = run_cli("import", str(tmp_path / "nope.jsonl"), "--url", sqlite_url)
     assert missing.exit_code == 1
