@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -26,6 +27,11 @@ _MAX_TIMESTAMP = 2**63 - 1
 
 _compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ascii = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+# One text per JSON value: key order does not matter, while 1, 1.0 and true (equal to
+# Python's ==) stay different values.
+_canonical = json.JSONEncoder(
+    ensure_ascii=True, allow_nan=False, sort_keys=True, separators=(",", ":")
+)
 
 _LONG_DIGITS = re.compile("[0-9]{19}")
 
@@ -58,8 +64,9 @@ def encode_data(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> str:
 
     Non-ASCII text is kept as is; only a value holding a lone surrogate (which UTF-8
     cannot carry) is written with ASCII escapes, so it still round-trips exactly.
-    ``NaN``, ``Infinity``, sets, arbitrary objects and nesting deeper than the
-    interpreter's recursion limit are rejected.
+    ``NaN``, ``Infinity``, sets, arbitrary objects, nesting deeper than the
+    interpreter's recursion limit, and values JSON would silently change (tuples, dict
+    keys that are not ``str``) are rejected.
     """
     try:
         text = _compact.encode(data)
@@ -76,6 +83,17 @@ def encode_data(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> str:
         raise PayloadTooLargeError(
             f"data encodes to {size} bytes; this store accepts at most {max_bytes} "
             "(max_event_bytes)"
+        )
+    # The encoder turns tuples into lists and int/bool/None keys into strings; storing
+    # that would replay a value other than the one given.
+    try:
+        exact = json.loads(text) == data
+    except RecursionError:
+        raise InvalidInputError("data is nested too deeply to encode as JSON") from None
+    if not exact:
+        raise InvalidInputError(
+            "data would not replay as given: it holds a tuple or a dict key that is not a "
+            "str (JSON has only lists and string keys); convert it first"
         )
     return text
 
@@ -95,8 +113,13 @@ def decode_data(text: str) -> Any:
 
 
 def same_content(stored_text: str, data_text: str) -> bool:
-    """Whether two encodings hold the same value (key order does not matter)."""
-    return stored_text == data_text or json.loads(stored_text) == json.loads(data_text)
+    """Whether two encodings hold the same JSON value.
+
+    Key order does not matter; ``1``, ``1.0`` and ``true`` are different values.
+    """
+    if stored_text == data_text:
+        return True
+    return _canonical.encode(json.loads(stored_text)) == _canonical.encode(json.loads(data_text))
 
 
 def check_timestamp(timestamp: object) -> int | None:
@@ -120,6 +143,29 @@ def check_limit(limit: object) -> int | None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidInputError(f"limit must be None or a positive int, not {limit!r}")
+    return limit
+
+
+def check_requests(requests: object) -> list[Any]:
+    """Validate the argument of ``apply``: a list or tuple (each request is checked alone)."""
+    if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
+        raise InvalidInputError(
+            f"requests must be a list of write requests, not {type(requests).__name__}"
+        )
+    return list(requests)
+
+
+def check_idle_ms(idle_ms: object) -> int:
+    """Validate the idle time of ``prune_idle_sessions``: an ``int`` >= 0."""
+    if isinstance(idle_ms, bool) or not isinstance(idle_ms, int) or idle_ms < 0:
+        raise InvalidInputError(f"idle_ms must be a non-negative int, not {idle_ms!r}")
+    return idle_ms
+
+
+def check_max_event_bytes(limit: object) -> int:
+    """Validate a store's ``max_event_bytes``: an ``int`` of at least 1."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInputError(f"max_event_bytes must be an int >= 1, not {limit!r}")
     return limit
 
 

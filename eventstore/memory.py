@@ -9,7 +9,10 @@ from eventstore.codec import (
     DEFAULT_MAX_EVENT_BYTES,
     check_cap,
     check_id,
+    check_idle_ms,
     check_limit,
+    check_max_event_bytes,
+    check_requests,
     check_timestamp,
     decode_data,
     encode_data,
@@ -82,6 +85,11 @@ class _Stream:
     def __len__(self) -> int:
         return len(self.entries) - self.start
 
+    def holds(self, entry: _Entry) -> bool:
+        """Whether ``entry`` is retained in this stream (a session's ids span its streams)."""
+        position = self.start + entry.seq - self.first_seq
+        return self.start <= position < len(self.entries) and self.entries[position] is entry
+
     def drop_oldest(self, keep: int, index: dict[str, _Entry]) -> None:
         excess = len(self) - keep
         for i in range(self.start, self.start + excess):
@@ -121,7 +129,7 @@ class InMemoryEventStore(EventStore):
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._cap = check_cap(max_events_per_stream)
-        self.max_event_bytes = max_event_bytes
+        self.max_event_bytes = check_max_event_bytes(max_event_bytes)
         self._sessions: dict[str, _Session] = {}
         self._closed = False
 
@@ -135,7 +143,7 @@ class InMemoryEventStore(EventStore):
     async def apply(self, requests: Sequence[WriteRequest]) -> list[ApplyResult]:
         self._check_open()
         results: list[ApplyResult] = []
-        for request in requests:
+        for request in check_requests(requests):
             try:
                 results.append(self._apply_one(request))
             except EventStoreError as exc:
@@ -163,12 +171,7 @@ class InMemoryEventStore(EventStore):
         session = self._sessions.get(session_id)
         if session is not None and (known := session.by_event_id.get(event_id)) is not None:
             stream = session.streams.get(stream_id)
-            if (
-                stream is not None
-                and known.seq >= stream.first_seq
-                and stream.entries[stream.start + known.seq - stream.first_seq] is known
-                and same_content(known.text, text)
-            ):
+            if stream is not None and stream.holds(known) and same_content(known.text, text):
                 return self._event(session_id, stream_id, known)
             raise DuplicateEventError(session_id, event_id)
         now = now_ms()
@@ -310,13 +313,14 @@ class InMemoryEventStore(EventStore):
                 for stream in session.streams.values()
             ]
         else:
-            stream = self._stream(str(session_id), str(stream_id))
+            session_id = check_id("session_id", session_id)
+            stream = self._stream(session_id, check_id("stream_id", stream_id))
             if stream is None:
                 raise InvalidInputError(
                     f"stream {stream_id!r} does not exist in session {session_id!r}"
                 )
             stream.max_events = limit
-            targets = [(self._sessions[str(session_id)], stream)]
+            targets = [(self._sessions[session_id], stream)]
         for session, stream in targets:
             cap = self._cap_of(stream)
             if cap is not None and len(stream) > cap:
@@ -324,7 +328,7 @@ class InMemoryEventStore(EventStore):
 
     async def prune_idle_sessions(self, idle_ms: int) -> int:
         self._check_open()
-        horizon = now_ms() - idle_ms
+        horizon = now_ms() - check_idle_ms(idle_ms)
         idle = [
             session_id
             for session_id, session in self._sessions.items()

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventstore.clock import now_ms
@@ -17,7 +18,10 @@ from eventstore.codec import (
     DEFAULT_MAX_EVENT_BYTES,
     check_cap,
     check_id,
+    check_idle_ms,
     check_limit,
+    check_max_event_bytes,
+    check_requests,
     check_timestamp,
     decode_data,
     encode_data,
@@ -148,6 +152,16 @@ def _is_transient(exc: DBAPIError) -> bool:
     )
 
 
+def _unreachable(exc: OSError | PoolTimeoutError) -> StoreUnavailableError:
+    """The error of a call that never got a working connection: nothing was written."""
+    if isinstance(exc, PoolTimeoutError):
+        return StoreUnavailableError(
+            f"database connection pool exhausted: no connection came free within "
+            f"pool_timeout ({exc})"
+        )
+    return StoreUnavailableError(f"database connection failed: {exc}")
+
+
 class SqlEventStore(EventStore):
     """Events in an SQL database through an SQLAlchemy async engine.
 
@@ -178,7 +192,7 @@ class SqlEventStore(EventStore):
                 "use sqlite+aiosqlite or postgresql+asyncpg"
             )
         self.engine = engine
-        self.max_event_bytes = max_event_bytes
+        self.max_event_bytes = check_max_event_bytes(max_event_bytes)
         self._dialect = dialect
         self._reader = engine.execution_options(**dialect.READ_OPTIONS)
         self._reserve_seqs = _reserve_seqs(dialect)
@@ -192,6 +206,7 @@ class SqlEventStore(EventStore):
 
     async def apply(self, requests: Sequence[WriteRequest]) -> list[ApplyResult]:
         self._check_open()
+        requests = check_requests(requests)
         for attempt in range(1, _INTEGRITY_RERUNS + 1):
             try:
                 async with self.engine.begin() as conn:
@@ -208,8 +223,8 @@ class SqlEventStore(EventStore):
                 log.debug("concurrent write conflict, rerunning batch (attempt %d)", attempt)
             except DBAPIError as exc:
                 raise self._translate(exc) from exc
-            except OSError as exc:
-                raise StoreUnavailableError(f"database connection failed: {exc}") from exc
+            except (OSError, PoolTimeoutError) as exc:
+                raise _unreachable(exc) from exc
         raise AssertionError("unreachable")
 
     async def _apply_in(
@@ -303,35 +318,46 @@ class SqlEventStore(EventStore):
         reruns the whole transaction with ``lookup``. That saves a statement per batch
         and the plan of a lookup on a table whose statistics lag behind its growth.
         """
-        pending = self._validate(run, results)
-        if not pending:
-            return
-        existing = await self._existing(conn, pending) if lookup else {}
-        fresh: list[_Pending] = []
-        seen: dict[tuple[str, str], _Pending] = {}
-        retries: list[tuple[int, int]] = []  # (retry's index, first occurrence's index)
-        for item in pending:
+        # A repeated (session_id, event_id) starts a new segment, so the repeat meets the
+        # first one's row -- or its trim by the cap -- exactly as a later call would. The
+        # repeat is known to exist, hence the lookup.
+        segment: list[_Pending] = []
+        keys: set[tuple[str, str]] = set()
+        for item in self._validate(run, results):
             key = (item.session_id, item.event_id)
-            if (row := existing.get(key)) is not None:
-                if row.stream_id == item.stream_id and same_content(row.data, item.text):
-                    results[item.index] = StoredEvent(
-                        id=item.event_id,
-                        stream_id=item.stream_id,
-                        data=decode_data(row.data),
-                        timestamp=row.timestamp,
-                        session_id=item.session_id,
-                        seq=row.seq,
-                    )
-                else:
-                    results[item.index] = DuplicateEventError(item.session_id, item.event_id)
-            elif (first := seen.get(key)) is not None:
-                if first.stream_id == item.stream_id and same_content(first.text, item.text):
-                    retries.append((item.index, first.index))
-                else:
-                    results[item.index] = DuplicateEventError(item.session_id, item.event_id)
-            else:
-                seen[key] = item
+            if key in keys:
+                await self._store_segment(conn, segment, results, now, lookup)
+                segment, keys, lookup = [], set(), True
+            segment.append(item)
+            keys.add(key)
+        if segment:
+            await self._store_segment(conn, segment, results, now, lookup)
+
+    async def _store_segment(
+        self,
+        conn: AsyncConnection,
+        segment: list[_Pending],
+        results: list[ApplyResult],
+        now: int,
+        lookup: bool,
+    ) -> None:
+        """Append StoreEvents with distinct ids: duplicate check, seqs, one INSERT."""
+        existing = await self._existing(conn, segment) if lookup else {}
+        fresh: list[_Pending] = []
+        for item in segment:
+            if (row := existing.get((item.session_id, item.event_id))) is None:
                 fresh.append(item)
+            elif row.stream_id == item.stream_id and same_content(row.data, item.text):
+                results[item.index] = StoredEvent(
+                    id=item.event_id,
+                    stream_id=item.stream_id,
+                    data=decode_data(row.data),
+                    timestamp=row.timestamp,
+                    session_id=item.session_id,
+                    seq=row.seq,
+                )
+            else:
+                results[item.index] = DuplicateEventError(item.session_id, item.event_id)
         if not fresh:
             return
         seqs = await self._allocate(conn, fresh, now)
@@ -360,8 +386,6 @@ class SqlEventStore(EventStore):
                 }
             )
         await conn.execute(_INSERT_EVENTS, rows)
-        for retry, first_index in retries:
-            results[retry] = results[first_index]
 
     async def _existing(
         self, conn: AsyncConnection, pending: list[_Pending]
@@ -488,8 +512,8 @@ class SqlEventStore(EventStore):
                 return result.all()
         except DBAPIError as exc:
             raise self._translate(exc) from exc
-        except OSError as exc:
-            raise StoreUnavailableError(f"database connection failed: {exc}") from exc
+        except (OSError, PoolTimeoutError) as exc:
+            raise _unreachable(exc) from exc
 
     async def stream_count(self, session_id: str) -> int:
         self._check_open()
@@ -561,6 +585,8 @@ class SqlEventStore(EventStore):
                 await self._trim(conn, scope)
         except DBAPIError as exc:
             raise self._translate(exc) from exc
+        except (OSError, PoolTimeoutError) as exc:
+            raise _unreachable(exc) from exc
 
     async def _write_setting(self, conn: AsyncConnection, limit: int | None) -> None:
         statement = self._dialect.upsert(settings).values(id=1, max_events_per_stream=limit)
@@ -598,9 +624,7 @@ class SqlEventStore(EventStore):
 
     async def prune_idle_sessions(self, idle_ms: int) -> int:
         self._check_open()
-        if isinstance(idle_ms, bool) or not isinstance(idle_ms, int) or idle_ms < 0:
-            raise InvalidInputError(f"idle_ms must be a non-negative int, not {idle_ms!r}")
-        horizon = now_ms() - idle_ms
+        horizon = now_ms() - check_idle_ms(idle_ms)
         idle = (
             select(_hd.session_id)
             .group_by(_hd.session_id)
@@ -615,6 +639,8 @@ class SqlEventStore(EventStore):
                     await conn.execute(delete(event_streams).where(_hd.session_id.in_(chunk)))
         except DBAPIError as exc:
             raise self._translate(exc) from exc
+        except (OSError, PoolTimeoutError) as exc:
+            raise _unreachable(exc) from exc
         return len(sessions)
 
     # -- lifecycle ------------------------------------------------------------------------

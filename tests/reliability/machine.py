@@ -58,7 +58,9 @@ _scalars = (
 )
 json_values = _tricky | st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 # Equal dicts with different key order: a retry with either is the same event.

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from eventstore import DuplicateEventError, StoreEvent, UpdateLastEventId, open_store
+from eventstore import (
+    DuplicateEventError,
+    InvalidInputError,
+    StoreEvent,
+    UpdateLastEventId,
+    open_store,
+)
 
 
 async def test_an_id_held_in_a_longer_sibling_stream_is_a_duplicate(store_url: str) -> None:
@@ -70,8 +76,16 @@ async def test_a_batch_applies_in_order_even_when_the_cap_trims_inside_it(
         assert [(e.id, e.seq) for e in await store.get_stream_events("s", "a")] == [("e1", 3)]
     async with open_store(store_url) as store:
         # Without a trim in between, the repeat is a retry: one event, one answer.
-        results = await store.apply(
-            [StoreEvent("t", "a", "x", 1), StoreEvent("t", "a", "x", 1)]
-        )
+        results = await store.apply([StoreEvent("t", "a", "x", 1), StoreEvent("t", "a", "x", 1)])
         assert results[0] == results[1]
         assert len(await store.get_stream_events("t", "a")) == 1
+
+
+async def test_a_stream_cap_with_a_non_str_session_id_is_refused(store_url: str) -> None:
+    """The memory store turned ``session_id=1`` into ``"1"`` and capped that session."""
+    async with open_store(store_url) as store:
+        await store.store_event("1", "a", "e1", 1)
+        await store.store_event("1", "a", "e2", 2)
+        with pytest.raises(InvalidInputError, match="session_id must be a str"):
+            await store.set_max_events_per_stream(1, session_id=1, stream_id="a")  # type: ignore[arg-type]
+        assert len(await store.get_stream_events("1", "a")) == 2
