@@ -9,7 +9,7 @@ The one-liner for a server author::
 Pieces, for other setups: :class:`SessionEventStore` (the SDK ``EventStore`` of one
 session), :class:`SessionBinding` / :func:`bind_session_manager` (one adapter per session
 of a ``StreamableHTTPSessionManager``), :func:`prune_idle_sessions_every` (TTL cleanup).
-Tested with mcp 2.3.0 (``MCPServer``) and 1.30.0 (``FastMCP``).
+Needs mcp 1.30+ (``FastMCP``) or 2.2+ (``MCPServer``); tested with 1.30.0 and 2.3.0.
 """
 
 from eventstore.mcp.adapter import SessionEventStore

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ def resumable_app(
     server: StreamableHttpServer,
     store: EventStore | str | None = None,
     *,
+    store_options: Mapping[str, Any] | None = None,
     idle_ttl_seconds: float | None = DEFAULT_IDLE_TTL_SECONDS,
     prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,
     clear_on_delete: bool = True,
@@ -48,11 +49,14 @@ def resumable_app(
 
     ``store`` is an open :class:`~eventstore.EventStore` (you close it), or a database
     URL / ``None`` (``$EVENTSTORE_DATABASE_URL``, else the embedded SQLite file) that the
-    app opens at startup and closes at shutdown. The app is the server's own
-    ``streamable_http_app(**http_options)`` -- auth, DNS-rebinding protection and custom
-    routes stay as the SDK sets them up (on mcp 1.x, ``FastMCP(...)`` takes those
-    options instead) -- whose session manager gives every session its own
-    :class:`~eventstore.mcp.SessionEventStore` (:class:`~eventstore.mcp.SessionBinding`).
+    app opens at startup, with ``store_options`` (see :func:`eventstore.open_store`; e.g.
+    ``{"create_schema": False}`` when Alembic owns the schema), and closes at shutdown.
+
+    The app is the server's own ``streamable_http_app(**http_options)`` -- auth,
+    DNS-rebinding protection and custom routes stay as the SDK sets them up (on mcp 1.x,
+    ``FastMCP(...)`` takes those options instead) -- whose session manager gives every
+    session its own :class:`~eventstore.mcp.SessionEventStore`
+    (:class:`~eventstore.mcp.SessionBinding`).
 
     While the app runs, sessions idle for ``idle_ttl_seconds`` are pruned every
     ``prune_interval_seconds`` (``None``: no pruning task; run ``eventstore prune``
@@ -73,7 +77,9 @@ def resumable_app(
     async def lifespan(app: Starlette) -> AsyncIterator[Any]:
         async with AsyncExitStack() as stack:
             if owns_store:
-                binding.store = await stack.enter_async_context(open_store(url))
+                binding.store = await stack.enter_async_context(
+                    open_store(url, **(store_options or {}))
+                )
             active = binding.store
             assert active is not None
             if idle_ttl_seconds is not None:

@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 class SessionBinding:
     """Gives every session a ``StreamableHTTPSessionManager`` admits its own adapter.
 
-    The manager builds each session's transport in ``_admit_session`` (mcp 1.x >= 1.23
-    and 2.x alike) with its single ``event_store``; :meth:`attach` wraps that step so the
+    The manager builds each session's transport in ``_admit_session`` (mcp 1.30+ and
+    2.2+; earlier releases build it inline and cannot be bound) with its single
+    ``event_store``; :meth:`attach` wraps that step so the
     new transport gets a :class:`SessionEventStore` bound to the ``mcp-session-id`` the
     manager just assigned. The session's id is known from the very first event (the
     priming event of ``initialize``) on.
@@ -50,7 +51,7 @@ class SessionBinding:
 
         Raises ``ValueError`` for a stateless manager (it has no sessions to resume) or
         one that already has an event store, and ``RuntimeError`` for an SDK without the
-        session-admission hook (mcp older than 1.23).
+        session-admission hook (mcp before 1.30, and 2.0 to 2.1).
         """
         if manager.stateless:
             raise ValueError("a stateless session manager has no sessions to resume")
@@ -62,7 +63,8 @@ class SessionBinding:
         if not hasattr(manager, "_admit_session") or not hasattr(manager, "_discard_session"):
             raise RuntimeError(
                 "this mcp version's StreamableHTTPSessionManager has no session admission "
-                "hook; eventstore.mcp needs mcp >= 1.23 (tested: 1.30.0 and 2.3.0)"
+                "hook; eventstore.mcp needs mcp 1.30+ on 1.x or 2.2+ on 2.x "
+                "(tested: 1.30.0 and 2.3.0)"
             )
         admit = manager._admit_session
         discard = manager._discard_session

@@ -23,11 +23,11 @@ import secrets
 
 _PLAIN_STREAM = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EVENT_ID = re.compile(
-    r"[A-Za-z0-9_-]{11}\.[1-9][0-9]{0,19}\.(?P<stream>~?[A-Za-z0-9_-]{1,64})", re.ASCII
+    r"[A-Za-z0-9_-]{11}\.[1-9][0-9]{0,19}\.(?P<stream>[A-Za-z0-9_-]{1,64}|~[A-Za-z0-9_-]{22})"
 )
 
 #: Longest id this module mints (and longest ``Last-Event-ID`` it will parse).
-MAX_EVENT_ID_LENGTH = 11 + 1 + 20 + 1 + 65
+MAX_EVENT_ID_LENGTH = 11 + 1 + 20 + 1 + 64
 
 
 def stream_key(stream_id: str) -> str:
