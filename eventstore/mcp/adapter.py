@@ -50,7 +50,9 @@ class SessionEventStore(SdkEventStore):
     * **Failures.** A store error while writing is logged and does not propagate: the SDK
       would otherwise stop routing every later message of the session. The event still
       goes out live, but its stream can no longer be resumed (replays of it return
-      ``None``) rather than be replayed with a hole.
+      ``None``) rather than be replayed with a hole. Store calls are shielded from the
+      SDK's cancellation (it cancels stream tasks whenever a client goes away), so a
+      transaction is never cut short; a hung database therefore delays that task's end.
     """
 
     def __init__(self, store: EventStore, session_id: str) -> None:
