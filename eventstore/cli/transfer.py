@@ -30,6 +30,7 @@ from eventstore.sql.engine import normalize_url
 from eventstore.store import EventStore
 from eventstore.transfer import (
     DEFAULT_BATCH_SIZE,
+    MAX_BATCH_SIZE,
     EventsTable,
     ImportReport,
     LogProgress,
@@ -84,7 +85,7 @@ def _safe(url: str | URL) -> str:
 @click.option("--dry-run", is_flag=True, help="Read, check and report; write nothing.")
 @click.option(
     "--batch-size",
-    type=click.IntRange(1, 100_000),
+    type=click.IntRange(1, MAX_BATCH_SIZE),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Events per transaction.",

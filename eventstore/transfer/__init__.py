@@ -12,7 +12,12 @@ these (see MIGRATION.md).
 """
 
 from eventstore.transfer.exporter import export_events
-from eventstore.transfer.importer import DEFAULT_BATCH_SIZE, ImportReport, import_events
+from eventstore.transfer.importer import (
+    DEFAULT_BATCH_SIZE,
+    MAX_BATCH_SIZE,
+    ImportReport,
+    import_events,
+)
 from eventstore.transfer.progress import LogProgress, NoProgress, ProgressSink, RichProgress
 from eventstore.transfer.records import Reject, SourceEvent
 from eventstore.transfer.rejects import RejectFile
@@ -21,6 +26,7 @@ from eventstore.transfer.staging import CappedStream, CapSummary
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "MAX_BATCH_SIZE",
     "CapSummary",
     "CappedStream",
     "DumpFile",

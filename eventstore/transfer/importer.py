@@ -3,8 +3,9 @@
 The import runs in two passes. The first reads the whole source into
 :class:`~eventstore.transfer.staging.Staging` (nothing is written to the target yet, so an
 unreadable source costs nothing), settles duplicates and applies the target's cap. The
-second writes the surviving events stream by stream, in order, ``batch_size`` per
-:meth:`~eventstore.store.EventStore.apply` call, one transaction each.
+second feeds the surviving events, stream by stream in order, to a
+:class:`~eventstore.worker.PersistenceWorker`, which commits up to ``batch_size`` of
+them per transaction, in queue order, and rides out database outages with its retries.
 
 Re-running an import is safe and is how an interrupted one resumes: batches commit
 atomically and in order, so each stream in the target holds a prefix of what the import
@@ -16,26 +17,30 @@ can come back as new on a re-run.
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from eventstore.codec import check_id, decode_data
-from eventstore.errors import EventStoreError, InvalidInputError, StoreUnavailableError
-from eventstore.events import DEFAULT_STREAM_ID
+from eventstore.errors import (
+    EventStoreError,
+    InvalidInputError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
+from eventstore.events import DEFAULT_STREAM_ID, StoredEvent
 from eventstore.requests import StoreEvent
-from eventstore.store import ApplyResult, EventStore
+from eventstore.store import EventStore
 from eventstore.transfer.progress import NoProgress, ProgressSink
 from eventstore.transfer.records import Reject, SourceEvent
 from eventstore.transfer.sources import Source
 from eventstore.transfer.staging import CapSummary, StagedEvent, Staging
-
-log = logging.getLogger(__name__)
+from eventstore.worker import MAX_BATCH_LIMIT, PersistenceWorker
 
 #: Events per transaction, by default.
 DEFAULT_BATCH_SIZE = 1000
-# Waits between attempts when the target is unreachable or busy (seconds).
-_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+#: Largest accepted ``batch_size``: the worker's batch limit.
+MAX_BATCH_SIZE = MAX_BATCH_LIMIT
 
 
 @dataclass
@@ -92,8 +97,14 @@ async def import_events(
     :class:`~eventstore.errors.StoreUnavailableError` when the target stays unreachable.
     """
     check_id("stream_id", stream_id)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be an int >= 1, not {batch_size!r}")
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= MAX_BATCH_SIZE
+    ):
+        raise InvalidInputError(
+            f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}, not {batch_size!r}"
+        )
     progress = progress or NoProgress()
     report = ImportReport(source.description, stream_id, dry_run)
 
@@ -125,25 +136,65 @@ async def import_events(
         if dry_run:
             return report
         progress.start("importing", report.events)
-        batches = staging.ordered(batch_size)
-        while (batch := await asyncio.to_thread(_next_requests, batches)) is not None:
-            staged, requests = batch
-            results = await _apply(store, requests)
-            for event, result in zip(staged, results, strict=True):
-                if isinstance(result, EventStoreError):
-                    reject(
-                        Reject(
-                            event.position,
-                            f"the target store refused it: {result}",
-                            event.source_event().to_line(),
-                        )
-                    )
-                else:
-                    report.stored += 1
-            progress.advance(len(staged))
+        await _write(staging, store, batch_size, report, reject, progress)
         return report
     finally:
         staging.close()
+
+
+async def _write(
+    staging: Staging,
+    store: EventStore,
+    batch_size: int,
+    report: ImportReport,
+    reject: Callable[[Reject], None],
+    progress: ProgressSink,
+) -> None:
+    """Feed the staged events to a worker in order; account for each as it commits."""
+    batches = staging.ordered(batch_size)
+    pending: deque[tuple[StagedEvent, asyncio.Future[StoredEvent]]] = deque()
+
+    def settle_done() -> None:
+        settled = 0
+        while pending and pending[0][1].done():
+            event, future = pending.popleft()
+            _account(event, future, report, reject)
+            settled += 1
+        progress.advance(settled)
+
+    # A queue of two batches keeps the worker busy while the next batch is fetched, and
+    # bounds memory: submit() waits for room.
+    async with PersistenceWorker(store, max_batch=batch_size, max_queue=2 * batch_size) as worker:
+        while (batch := await asyncio.to_thread(_next_requests, batches)) is not None:
+            for event, request in zip(*batch, strict=True):
+                pending.append((event, await worker.submit(request)))
+            settle_done()
+        await worker.flush()
+        settle_done()
+
+
+def _account(
+    event: StagedEvent,
+    future: asyncio.Future[StoredEvent],
+    report: ImportReport,
+    reject: Callable[[Reject], None],
+) -> None:
+    error = future.exception()
+    if error is None:
+        report.stored += 1
+    elif isinstance(error, (StoreUnavailableError, StoreClosedError)):
+        # Not this event's fault: the target is gone; stop (a re-run resumes).
+        raise error
+    elif isinstance(error, EventStoreError):
+        reject(
+            Reject(
+                event.position,
+                f"the target store refused it: {error}",
+                event.source_event().to_line(),
+            )
+        )
+    else:
+        raise error
 
 
 def _next_requests(
@@ -158,16 +209,3 @@ def _next_requests(
         )
         for e in staged
     ]
-
-
-async def _apply(store: EventStore, requests: list[StoreEvent]) -> list[ApplyResult]:
-    # Retrying a whole batch is safe: events already stored are recognised as no-ops.
-    for delay in (*_RETRY_DELAYS, None):
-        try:
-            return await store.apply(requests)
-        except StoreUnavailableError as exc:
-            if delay is None:
-                raise
-            log.warning("target unavailable (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")

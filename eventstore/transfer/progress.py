@@ -115,6 +115,8 @@ class LogProgress:
 
     def advance(self, count: int) -> None:
         """Count, and print a line when ``interval`` has passed since the last."""
+        if not count:
+            return
         self._done += count
         now = time.monotonic()
         if now - self._last >= self._interval:

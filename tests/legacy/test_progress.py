@@ -32,9 +32,10 @@ def test_without_a_terminal_progress_is_plain_periodic_lines(
 
     assert result.returncode == 0, result.stderr
     importing = [line for line in result.stderr.splitlines() if line.startswith("importing:")]
-    # One line per batch at --log-every 0, plus the phase's closing line.
-    assert len(importing) == 7
-    assert importing[0].startswith("importing: 500/3,000 events, ")
+    # At --log-every 0, a line whenever events commit, then the phase's closing line.
+    done = [int(re.sub(r"\D", "", line.split("/")[0])) for line in importing]
+    assert len(done) >= 3
+    assert done == sorted(done) and 0 < done[0] < 3000
     assert re.fullmatch(r"importing: 3,000/3,000 events, [\d,]+ events/s, [\d.]+s", importing[-1])
     assert re.search(r"^reading .*d\.jsonl: 3,000 records", result.stderr, re.MULTILINE)
     assert "\x1b[" not in result.stderr  # no terminal control codes in logs
