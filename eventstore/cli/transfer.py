@@ -88,7 +88,7 @@ def _safe(url: str | URL) -> str:
     type=click.IntRange(1, MAX_BATCH_SIZE),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
-    help="Events per transaction.",
+    help="Most events per transaction.",
 )
 @click.option(
     "--log-every",
