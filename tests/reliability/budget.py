@@ -1,8 +1,8 @@
 """How much work the randomised tests do: one switch for CI and for a long soak.
 
 ``EVENTSTORE_HYPOTHESIS_PROFILE`` picks the hypothesis budget: ``default`` (what ``pytest``
-and ``.ci/run`` use: seconds per backend) or ``thorough`` (hundreds of examples per
-backend: minutes). Applied per test, so other suites keep their own hypothesis settings.
+and ``.ci/run`` use: seconds per backend) or ``thorough`` (five times the examples, longer
+runs: minutes per backend). Applied per test, so other suites keep their own hypothesis settings.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ _PROFILES = {
         suppress_health_check=[HealthCheck.too_slow],
     ),
     "thorough": settings(
-        max_examples=400,
-        stateful_step_count=50,
+        max_examples=150,
+        stateful_step_count=40,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     ),

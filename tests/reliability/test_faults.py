@@ -92,34 +92,43 @@ async def _write_until_done(
         acked[event_id] = stored.seq
 
 
-async def test_postgresql_killed_and_restarted_mid_write(
-    crash_cluster: PostgresCluster,
-) -> None:
-    url = await asyncio.to_thread(crash_cluster.create_database)
+async def _crash_scenario(cluster: PostgresCluster, kills: int, per_task: int) -> None:
+    url = await asyncio.to_thread(cluster.create_database)
     acked: dict[str, int] = {}
     errors: list[BaseException] = []
     async with open_store(url) as store:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 120
+        deadline = loop.time() + 60 + 30 * kills
         writers = [
-            asyncio.create_task(_write_until_done(store, task, 60, acked, errors, deadline))
+            asyncio.create_task(_write_until_done(store, task, per_task, acked, errors, deadline))
             for task in range(12)
         ]
-        while len(acked) < 150:  # noqa: ASYNC110 -- polling the writers' progress
-            await asyncio.sleep(0.01)
-        await asyncio.to_thread(crash_cluster.kill)
-        # Calls during the outage fail fast with the retryable error, not a driver one.
-        with pytest.raises(StoreUnavailableError) as outage:
-            await store.get_stream_events("s", "st0")
-        errors.append(outage.value)
-        await asyncio.sleep(0.5)
-        await asyncio.to_thread(crash_cluster.start)
+        for kill in range(1, kills + 1):
+            # Kill at evenly spread points of the run, while every writer is mid-stream.
+            while len(acked) < kill * 12 * per_task // (kills + 1):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(cluster.kill)
+            # Calls during the outage fail fast with the retryable error, not a driver one.
+            with pytest.raises(StoreUnavailableError) as outage:
+                await store.get_stream_events("s", "st0")
+            errors.append(outage.value)
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(cluster.start)
         await asyncio.gather(*writers)
-        assert len(acked) == 12 * 60
+        assert len(acked) == 12 * per_task
         # Writers hit the outage, retried with the same ids, and nothing doubled.
-        assert len(errors) > 1
+        assert len(errors) > kills
         assert_clear(errors)
         await assert_consistent(store, "s", acked)
+
+
+async def test_postgresql_killed_and_restarted_mid_write(crash_cluster: PostgresCluster) -> None:
+    await _crash_scenario(crash_cluster, kills=1, per_task=60)
+
+
+@pytest.mark.slow
+async def test_postgresql_killed_again_and_again(crash_cluster: PostgresCluster) -> None:
+    await _crash_scenario(crash_cluster, kills=5, per_task=300)
 
 
 # -- SQLite on a full disk -----------------------------------------------------------------
