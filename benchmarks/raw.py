@@ -29,17 +29,16 @@ class Event(NamedTuple):
     text: str
 
 
-_EXISTING = (
-    "SELECT events.session_id, events.event_id, events.stream_id, events.seq, events.data, "
-    "events.timestamp \nFROM events \nWHERE events.session_id = {p} AND events.event_id IN ({ids})"
-)
 _HEADS = (
     "INSERT INTO event_streams (session_id, stream_id, last_seq, first_seq, created_at, "
     "updated_at) VALUES {rows} ON CONFLICT (session_id, stream_id) DO UPDATE SET last_seq = "
     "(event_streams.last_seq + excluded.last_seq), updated_at = excluded.updated_at "
     "RETURNING {returning}"
 )
-_INSERT = "INSERT INTO events (session_id, event_id, data, timestamp, stream_id, seq) VALUES {row}"
+_INSERT = (
+    "INSERT INTO events (session_id, event_id, data, timestamp, stream_id, seq) VALUES {rows} "
+    "RETURNING {returning}"
+)
 _REPLAY = (
     "SELECT events.event_id, events.seq, events.data, events.timestamp \nFROM events \n"
     "WHERE events.session_id = {session} AND events.stream_id = {stream} AND events.seq >= "
@@ -77,11 +76,13 @@ def _event_rows(
     return rows
 
 
-def _single_session(batch: Sequence[Event]) -> str:
-    sessions = {e.session_id for e in batch}
-    if len(sessions) != 1:
-        raise ValueError("the raw baseline appends batches of one session")
-    return sessions.pop()
+def _numbered_rows(types: Sequence[str], count: int) -> str:
+    """``($1::T1, $2::T2), ($3::T1, $4::T2)``: asyncpg placeholders, cast as SQLAlchemy does."""
+    width = len(types)
+    return ", ".join(
+        "(" + ", ".join(f"${width * i + c + 1}::{t}" for c, t in enumerate(types)) + ")"
+        for i in range(count)
+    )
 
 
 class RawSqlite:
@@ -107,29 +108,22 @@ class RawSqlite:
         streams = {(e.session_id, e.stream_id) for e in batch}
         return [
             "BEGIN IMMEDIATE",
-            _EXISTING.format(p="?", ids=", ".join("?" * len(batch))),
             _HEADS.format(
                 rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(streams)),
                 returning="session_id, stream_id, last_seq",
             ),
-            _INSERT.format(row="(?, ?, ?, ?, ?, ?)"),
+            _INSERT.format(rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(batch)), returning="id"),
         ]
 
     async def append(self, batch: Sequence[Event]) -> int:
-        session_id = _single_session(batch)
-        begin, existing, heads, insert = self.statements(batch)
+        begin, heads, insert = self.statements(batch)
         counts, now = _counts(batch), now_ms()
         await self.conn.execute(begin)
         try:
-            found = await self.conn.execute_fetchall(
-                existing, [session_id, *(e.event_id for e in batch)]
-            )
-            if found:
-                raise RuntimeError("the raw baseline only appends new events")
             heads_found = await self.conn.execute_fetchall(heads, _head_params(counts, now))
             last = {(r[0], r[1]): r[2] for r in heads_found}
             rows = _event_rows(batch, counts, last, now)
-            await self.conn.executemany(insert, rows)
+            await self.conn.execute_fetchall(insert, [p for row in rows for p in row])
             await self.conn.commit()
         except BaseException:
             await self.conn.rollback()
@@ -165,40 +159,26 @@ class RawPostgres:
     @staticmethod
     def statements(batch: Sequence[Event]) -> list[str]:
         """The texts :meth:`append` runs for ``batch``, in order."""
-        streams = sorted({(e.session_id, e.stream_id) for e in batch})
-        ids = ", ".join(f"${n}::VARCHAR" for n in range(2, len(batch) + 2))
-        types = ("VARCHAR", "VARCHAR", "BIGINT", "BIGINT", "BIGINT", "BIGINT")
-        head_rows = ", ".join(
-            "(" + ", ".join(f"${6 * i + c + 1}::{t}" for c, t in enumerate(types)) + ")"
-            for i in range(len(streams))
-        )
-        row = "($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, $4::BIGINT, $5::VARCHAR, $6::BIGINT)"
-        insert = _INSERT.format(row=row)
+        streams = {(e.session_id, e.stream_id) for e in batch}
+        heads = ("VARCHAR", "VARCHAR", "BIGINT", "BIGINT", "BIGINT", "BIGINT")
+        events = ("VARCHAR", "VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "BIGINT")
         return [
-            _EXISTING.format(p="$1::VARCHAR", ids=ids),
             _HEADS.format(
-                rows=head_rows,
+                rows=_numbered_rows(heads, len(streams)),
                 returning="event_streams.session_id, event_streams.stream_id, "
                 "event_streams.last_seq",
             ),
-            # SQLAlchemy fetches the new key of a lone row, and runs executemany otherwise.
-            insert + " RETURNING events.id" if len(batch) == 1 else insert,
+            _INSERT.format(rows=_numbered_rows(events, len(batch)), returning="events.id"),
         ]
 
     async def append(self, batch: Sequence[Event]) -> int:
-        session_id = _single_session(batch)
-        existing, heads, insert = self.statements(batch)
+        heads, insert = self.statements(batch)
         counts, now = _counts(batch), now_ms()
         async with self.conn.transaction():
-            if await self.conn.fetch(existing, session_id, *(e.event_id for e in batch)):
-                raise RuntimeError("the raw baseline only appends new events")
             heads_found = await self.conn.fetch(heads, *_head_params(counts, now))
             last = {(r[0], r[1]): r[2] for r in heads_found}
             rows = _event_rows(batch, counts, last, now)
-            if len(rows) == 1:
-                await self.conn.fetchval(insert, *rows[0])
-            else:
-                await self.conn.executemany(insert, rows)
+            await self.conn.fetch(insert, *(p for row in rows for p in row))
         return len(batch)
 
     @staticmethod

@@ -25,12 +25,18 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import append, replay, report, trigger
+from benchmarks import append, mcp_e2e, memory, peers, replay, report, trigger
 from benchmarks.context import SCALES, Bench
 from benchmarks.dataset import DIALECTS, Dataset
 from benchmarks.pgserver import driver_dsn, postgres_server
 
-MEASUREMENTS = ("replay", "append", "trigger")
+MEASUREMENTS = ("replay", "append", "trigger", "peers", "memory", "capped", "mcp")
+#: Programs of their own in this directory (other issues' benchmarks), run when named.
+PROGRAMS = {
+    "worker": "worker_throughput.py",
+    "import": "import_dump.py",
+    "migrate": "migrate_legacy.py",
+}
 
 
 async def _postgres_version(url: str) -> str:
@@ -76,6 +82,18 @@ async def _tables(bench: Bench, only: set[str]) -> None:
         append.summarise(bench, append_rows)
 
 
+async def _program(program: str) -> None:
+    """Run another benchmark program of this directory; its output goes with ours."""
+    path = Path(__file__).with_name(program)
+    report.heading(f"python benchmarks/{program}")
+    if not path.exists():
+        report.note(f"{program} is not in this checkout")
+        return
+    process = await asyncio.create_subprocess_exec(sys.executable, str(path))
+    if await process.wait() != 0:
+        report.note(f"{program} exited with status {process.returncode}")
+
+
 async def _main(bench: Bench, only: set[str], command: str) -> None:
     started = time.perf_counter()
     await _header(bench, command)
@@ -83,6 +101,17 @@ async def _main(bench: Bench, only: set[str], command: str) -> None:
         await _tables(bench, only)
     if "trigger" in only:
         trigger.summarise(bench, await trigger.measure(bench))
+    if "peers" in only:
+        peers.summarise(bench, await peers.measure(bench))
+    if only & {"memory", "capped"}:
+        peer = await memory.measure_peer(bench) if "memory" in only else None
+        capped = await memory.measure_capped(bench) if "capped" in only else []
+        memory.summarise(bench, peer, capped)
+    if "mcp" in only:
+        mcp_e2e.summarise(bench, await mcp_e2e.measure(bench))
+    for name, program in PROGRAMS.items():
+        if name in only:
+            await _program(program)
     bench.print_verdicts()
     report.note(f"\nTotal time: {time.perf_counter() - started:.0f} s")
 
@@ -91,9 +120,10 @@ async def _main(bench: Bench, only: set[str], command: str) -> None:
 @click.option("--scale", type=click.Choice(list(SCALES)), default="1m", show_default=True)
 @click.option(
     "--only",
-    type=click.Choice(MEASUREMENTS),
+    type=click.Choice([*MEASUREMENTS, *PROGRAMS]),
     multiple=True,
-    help="Run only these measurements (repeatable). Default: all.",
+    help="Run only these (repeatable). Default: all but the separate programs "
+    f"({', '.join(PROGRAMS)}), which run only when named.",
 )
 @click.option("--rounds", type=click.IntRange(1), default=3, show_default=True)
 @click.option(
