@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from eventstore.codec import DEFAULT_MAX_EVENT_BYTES, check_cap
+from eventstore.codec import DEFAULT_MAX_EVENT_BYTES, check_cap, check_max_event_bytes
 from eventstore.config import default_url
-from eventstore.errors import SchemaError, StoreUnavailableError
+from eventstore.errors import InvalidInputError, SchemaError, StoreUnavailableError
 from eventstore.memory import InMemoryEventStore
-from eventstore.sql.engine import create_engine, create_schema, has_schema, normalize_url
+from eventstore.migrate import SchemaState
+from eventstore.migrate import status as schema_status
+from eventstore.migrate import upgrade as upgrade_schema
+from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
 from eventstore.sql.store import SqlEventStore
 from eventstore.store import EventStore
 
@@ -59,9 +61,11 @@ def open_store(url: str | None = None, **options: Any) -> StoreOpener:
       the database (shared by every process using it) and existing streams are trimmed
       to it; left out, the database's current setting stays.
     * ``max_event_bytes`` -- largest accepted JSON encoding of ``data`` (default 16 MiB).
-    * ``create_schema`` -- create the tables on a database that has none (default
-      ``True``). A database that has them in an older version raises
-      :class:`~eventstore.errors.SchemaError`.
+    * ``create_schema`` -- on a database with none of the store's tables, create them by
+      running the migrations to the head (default ``True``). A legacy (pre-stream) or
+      older schema, one newer than this version, or unrecognised tables raise
+      :class:`~eventstore.errors.SchemaError` naming ``eventstore migrate``, which
+      upgrades it.
     * ``sqlite_busy_timeout_ms``, ``sqlite_synchronous`` and any
       :func:`~sqlalchemy.ext.asyncio.create_async_engine` option (``pool_size``, ...).
     """
@@ -77,14 +81,20 @@ async def _open(
     **engine_options: Any,
 ) -> EventStore:
     url = url or default_url()
+    if not isinstance(url, str):
+        raise InvalidInputError(f"url must be a str, not {type(url).__name__}")
+    check_max_event_bytes(max_event_bytes)
     if url.strip().lower() in ("memory://", "memory:"):
+        if engine_options:
+            raise InvalidInputError(
+                f"memory:// has no database to configure: {', '.join(sorted(engine_options))}"
+            )
         cap = None if max_events_per_stream is _UNSET else max_events_per_stream
         return InMemoryEventStore(max_events_per_stream=cap, max_event_bytes=max_event_bytes)
     if max_events_per_stream is not _UNSET:
         check_cap(max_events_per_stream)
     parsed = normalize_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        _ensure_directory(parsed.database)
+    ensure_sqlite_directory(parsed)
     engine = create_engine(parsed, **engine_options)
     store = SqlEventStore(engine, max_event_bytes=max_event_bytes, owns_engine=True)
     try:
@@ -97,21 +107,16 @@ async def _open(
     return store
 
 
-def _ensure_directory(sqlite_path: str) -> None:
-    Path(sqlite_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-
-
 async def _prepare(store: SqlEventStore, create: bool) -> None:
+    """A current schema opens as it is; an empty database gets one from the migrations;
+    anything else (legacy, behind, ahead) is left to ``eventstore migrate``."""
     try:
-        async with store.engine.begin() as conn:
-            if await has_schema(conn):
-                return
-            if not create:
-                raise SchemaError(
-                    "the database has no event store tables; run `eventstore migrate` "
-                    "or open it with create_schema=True"
-                )
-            await create_schema(conn)
+        found = await schema_status(store.engine)
+        if found.state is SchemaState.CURRENT:
+            return
+        if found.state is not SchemaState.EMPTY or not create:
+            raise SchemaError(found.problem())
+        await upgrade_schema(store.engine)
     except DBAPIError as exc:
         raise StoreUnavailableError(f"cannot open the database: {exc.orig}") from exc
     except OSError as exc:

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from eventstore.cli import demo, info, prune, transfer
+from eventstore.cli import demo, info, migrate, prune, transfer
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +19,7 @@ def main(verbose: int) -> None:
 
 main.add_command(demo.demo)
 main.add_command(info.info)
+main.add_command(migrate.migrate)
 main.add_command(prune.prune)
 main.add_command(transfer.import_command)
 main.add_command(transfer.export_command)

@@ -1,17 +1,16 @@
-"""Engines for the supported URLs, and the schema they need."""
+"""Engines for the supported URLs (the schema comes from :mod:`eventstore.migrations`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from eventstore.errors import InvalidInputError
 from eventstore.sql import postgresql, sqlite
-from eventstore.sql.schema import metadata
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _SUPPORTED = set(_DRIVERS.values())
@@ -68,22 +67,7 @@ def create_engine(
     return engine
 
 
-def _dialect_module(conn: AsyncConnection) -> Any:
-    return postgresql if conn.dialect.name == "postgresql" else sqlite
-
-
-async def create_schema(conn: AsyncConnection) -> None:
-    """Create the tables, indexes and triggers (on a database that has none of them)."""
-    await conn.run_sync(metadata.create_all)
-    for statement in _dialect_module(conn).CREATE_TRIGGERS:
-        await conn.exec_driver_sql(statement)
-
-
-async def has_schema(conn: AsyncConnection) -> bool:
-    """Whether the store's tables exist."""
-
-    def check(sync_conn: Any) -> bool:
-        names = set(inspect(sync_conn).get_table_names())
-        return {"events", "event_streams", "eventstore_settings"} <= names
-
-    return bool(await conn.run_sync(check))
+def ensure_sqlite_directory(url: URL) -> None:
+    """Create the directory of a SQLite file URL's database, so a new file can be made."""
+    if url.get_backend_name() == "sqlite" and url.database:
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,9 @@ READ_OPTIONS: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
 #: transaction, so a read-only one instead of autocommit.
 CURSOR_OPTIONS: dict[str, Any] = {"postgresql_readonly": True}
 
+# The triggers the schema must have. The migrations install them (from frozen copies in
+# eventstore.migrations.ddl); tests/migrations/test_schema.py checks the two agree.
+#
 # Statement-level, with a transition table: one multi-row INSERT trims each touched
 # stream once, instead of once per row. The range delete starts at the head's
 # first_seq so it does not walk index entries of rows trimmed earlier and not yet
@@ -66,11 +69,38 @@ AFTER INSERT ON events
 REFERENCING NEW TABLE AS eventstore_inserted
 FOR EACH STATEMENT EXECUTE FUNCTION eventstore_trim_streams()
 """,
+    # A writer that inserts without seq -- a server of the pre-stream version, during and
+    # after a rolling upgrade -- gets the next seq of the stream's head row, allocated
+    # the way the store allocates it. The store's own rows carry a seq and skip it.
+    """
+CREATE OR REPLACE FUNCTION eventstore_assign_seq() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    now_ms bigint := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+BEGIN
+    INSERT INTO event_streams AS h
+        (session_id, stream_id, last_seq, first_seq, created_at, updated_at)
+    VALUES (NEW.session_id, NEW.stream_id, 1, 1, now_ms, now_ms)
+    ON CONFLICT (session_id, stream_id)
+    DO UPDATE SET last_seq = h.last_seq + 1, updated_at = EXCLUDED.updated_at
+    RETURNING h.last_seq INTO NEW.seq;
+    RETURN NEW;
+END
+$$
+""",
+    """
+CREATE TRIGGER eventstore_assign_seq
+BEFORE INSERT ON events
+FOR EACH ROW WHEN (NEW.seq IS NULL)
+EXECUTE FUNCTION eventstore_assign_seq()
+""",
 ]
 
 DROP_TRIGGERS: list[str] = [
     "DROP TRIGGER IF EXISTS eventstore_trim_streams ON events",
     "DROP FUNCTION IF EXISTS eventstore_trim_streams()",
+    "DROP TRIGGER IF EXISTS eventstore_assign_seq ON events",
+    "DROP FUNCTION IF EXISTS eventstore_assign_seq()",
 ]
 
 

@@ -33,6 +33,11 @@ _CAP_OF_NEW = """COALESCE(
           WHERE session_id = NEW.session_id AND stream_id = NEW.stream_id),
         (SELECT max_events_per_stream FROM eventstore_settings WHERE id = 1))"""
 
+# The triggers the schema must have. The migrations install them (from frozen copies in
+# eventstore.migrations.ddl); tests/migrations/test_schema.py checks the two agree. No
+# trigger gives seq to a writer that omits it, as PostgreSQL has: SQLite triggers cannot
+# change the row being inserted, and an embedded file has no rolling upgrade.
+#
 # A row trigger whose delete is a range seek on uq_events_stream_seq: rows below the
 # floor were deleted by earlier firings, so it visits only what it removes.
 CREATE_TRIGGERS: list[str] = [

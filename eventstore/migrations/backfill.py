@@ -1,0 +1,197 @@
+"""The data steps of stream support: number legacy rows, resolve duplicate event ids.
+
+Frozen with the revisions that use them (r0003, and r0005 on SQLite).
+
+Numbering: every row without ``seq`` gets the next numbers of its ``(session_id,
+stream_id)``, in ``(timestamp, id)`` order -- the surrogate ``id`` is the deterministic
+tie-breaker for equal timestamps, and it follows insertion order. The stream's head row in
+``event_streams`` is created or advanced in the same statement (PostgreSQL) or transaction
+(SQLite), so it always says how far the stream is numbered: a batch that dies rolls back
+entirely, and a re-run carries on from the head rows, touching only rows still without
+``seq``. Head rows take ``created_at``/``updated_at`` from the rows' own timestamps.
+
+Duplicates: the legacy store never made event ids unique within a session. Every row is
+kept; of the rows sharing ``(session_id, event_id)`` the earliest by ``(timestamp, id)``
+keeps the id, and each later one is renamed ``<event_id>#dup-<id>`` (``id`` being the row's
+surrogate key), so the ids become unique and a cursor naming the original id resumes after
+its first occurrence.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from alembic import op
+from sqlalchemy import text
+
+from eventstore.migrations import steps
+
+log = logging.getLogger("eventstore.migrations")
+
+#: Partial index that makes "the next rows without seq, in stream order" a range seek on
+#: PostgreSQL. It exists only while r0003 runs.
+PENDING_INDEX = "ix_events_pending_seq"
+PENDING_INDEX_DDL = (
+    f"CREATE INDEX CONCURRENTLY {PENDING_INDEX} "
+    "ON events (session_id, stream_id, timestamp, id) WHERE seq IS NULL"
+)
+
+_REPORT_EVERY_S = 5.0
+_AFTER = " AND (session_id, stream_id, timestamp, id) > (:session_id, :stream_id, :timestamp, :id)"
+_LIMIT = "\n    LIMIT :batch_size"
+
+# One statement: pick the next rows without seq (a prefix of each stream's remaining
+# rows), advance their streams' head rows, number the rows from the heads' old values,
+# and report how many were numbered and the last key for the next batch.
+_PG_NUMBER = """
+WITH pending AS MATERIALIZED (
+    SELECT id, session_id, stream_id, timestamp FROM events
+    WHERE seq IS NULL/*after*/
+    ORDER BY session_id, stream_id, timestamp, id/*limit*/
+), ranked AS (
+    SELECT id, session_id, stream_id,
+           row_number() OVER (PARTITION BY session_id, stream_id ORDER BY timestamp, id) AS rank
+    FROM pending
+), counts AS (
+    SELECT session_id, stream_id, count(*) AS added,
+           min(timestamp) AS first_at, max(timestamp) AS last_at
+    FROM pending
+    GROUP BY session_id, stream_id
+), heads AS (
+    INSERT INTO event_streams AS h
+        (session_id, stream_id, last_seq, first_seq, created_at, updated_at)
+    SELECT session_id, stream_id, added, 1, first_at, last_at FROM counts
+    ON CONFLICT (session_id, stream_id) DO UPDATE
+    SET last_seq = h.last_seq + EXCLUDED.last_seq,
+        created_at = least(h.created_at, EXCLUDED.created_at),
+        updated_at = greatest(h.updated_at, EXCLUDED.updated_at)
+    RETURNING h.session_id, h.stream_id, h.last_seq
+), numbered AS (
+    UPDATE events AS e SET seq = heads.last_seq - counts.added + ranked.rank
+    FROM ranked
+    JOIN counts ON counts.session_id = ranked.session_id AND counts.stream_id = ranked.stream_id
+    JOIN heads ON heads.session_id = ranked.session_id AND heads.stream_id = ranked.stream_id
+    WHERE e.id = ranked.id
+    RETURNING e.id
+)
+SELECT (SELECT count(*) FROM numbered) AS numbered,
+       last.session_id, last.stream_id, last.timestamp, last.id
+FROM (SELECT 1) AS one
+LEFT JOIN (
+    SELECT session_id, stream_id, timestamp, id FROM pending
+    ORDER BY session_id DESC, stream_id DESC, timestamp DESC, id DESC
+    LIMIT 1
+) AS last ON true
+"""
+
+_PG_NUMBER_ALL = _PG_NUMBER.replace("/*after*/", "").replace("/*limit*/", "")
+_PG_NUMBER_FIRST = _PG_NUMBER.replace("/*after*/", "").replace("/*limit*/", _LIMIT)
+_PG_NUMBER_NEXT = _PG_NUMBER.replace("/*after*/", _AFTER).replace("/*limit*/", _LIMIT)
+
+# SQLite has no data-modifying WITH: advance the heads, then number from them. The two
+# statements see the same rows because SQLite lets no other writer in between.
+_SQLITE_ADVANCE_HEADS = """
+INSERT INTO event_streams (session_id, stream_id, last_seq, first_seq, created_at, updated_at)
+SELECT session_id, stream_id, count(*), 1, min(timestamp), max(timestamp)
+FROM events
+WHERE seq IS NULL
+GROUP BY session_id, stream_id
+ON CONFLICT (session_id, stream_id) DO UPDATE
+SET last_seq = last_seq + excluded.last_seq,
+    created_at = min(created_at, excluded.created_at),
+    updated_at = max(updated_at, excluded.updated_at)
+"""
+
+_SQLITE_NUMBER = """
+UPDATE events SET seq = numbered.seq
+FROM (
+    SELECT e.id,
+           h.last_seq - count(*) OVER stream
+               + row_number() OVER (stream ORDER BY e.timestamp, e.id) AS seq
+    FROM events AS e
+    JOIN event_streams AS h ON h.session_id = e.session_id AND h.stream_id = e.stream_id
+    WHERE e.seq IS NULL
+    WINDOW stream AS (PARTITION BY e.session_id, e.stream_id)
+) AS numbered
+WHERE events.id = numbered.id
+"""
+
+_RENAME_DUPLICATES = """
+UPDATE events SET event_id = event_id || '#dup-' || CAST(id AS TEXT)
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id,
+               row_number() OVER (PARTITION BY session_id, event_id ORDER BY timestamp, id)
+                   AS copy
+        FROM events
+    ) AS copies
+    WHERE copy > 1
+)
+"""
+
+
+def number_all() -> None:
+    """Number every row without ``seq`` at once (SQLite, and ``--sql`` scripts)."""
+    if steps.is_postgresql():
+        op.execute(_PG_NUMBER_ALL)
+    else:
+        op.execute(_SQLITE_ADVANCE_HEADS)
+        op.execute(_SQLITE_NUMBER)
+
+
+def number_in_batches(*, resume: bool) -> int:
+    """PostgreSQL, online: number rows without ``seq`` in batches, one statement each.
+
+    With ``resume``, batches walk forward from the last key numbered (rows inserted behind
+    it wait for a later call); without, every batch starts from the first row still
+    without ``seq``. Returns when a batch comes back smaller than ``batch_size``; the
+    result is how many rows were numbered.
+    """
+    batch_size = steps.options().batch_size
+    bind = op.get_bind()
+    key: tuple[object, ...] | None = None
+    total = 0
+    started = reported = time.monotonic()
+    while True:
+        if key is None:
+            row = bind.execute(text(_PG_NUMBER_FIRST), {"batch_size": batch_size}).one()
+        else:
+            session_id, stream_id, timestamp, row_id = key
+            row = bind.execute(
+                text(_PG_NUMBER_NEXT),
+                {
+                    "batch_size": batch_size,
+                    "session_id": session_id,
+                    "stream_id": stream_id,
+                    "timestamp": timestamp,
+                    "id": row_id,
+                },
+            ).one()
+        numbered = int(row.numbered)
+        total += numbered
+        if time.monotonic() - reported > _REPORT_EVERY_S:
+            reported = time.monotonic()
+            log.info("backfill: %d rows numbered in %.0fs", total, reported - started)
+        if numbered < batch_size:
+            return total
+        if resume:
+            key = (row.session_id, row.stream_id, row.timestamp, row.id)
+
+
+def rename_duplicates() -> None:
+    """Give every later copy of a ``(session_id, event_id)`` a derived, unique id.
+
+    Online it repeats until nothing is renamed (a derived id could itself collide with an
+    existing one); a ``--sql`` script renames once.
+    """
+    if steps.is_offline():
+        op.execute(_RENAME_DUPLICATES)
+        return
+    bind = op.get_bind()
+    while True:
+        renamed = bind.execute(text(_RENAME_DUPLICATES)).rowcount
+        if renamed:
+            log.info("renamed %d duplicate event ids", renamed)
+        if not renamed:
+            return

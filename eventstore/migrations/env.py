@@ -1,0 +1,161 @@
+"""Alembic environment of the event store's schema: async SQLite and PostgreSQL.
+
+Where the database is, first match wins:
+
+1. ``config.attributes["connection"]``: a sync :class:`~sqlalchemy.engine.Connection`
+   (from ``AsyncConnection.run_sync``, as :func:`eventstore.migrate.upgrade` does) or an
+   :class:`~sqlalchemy.ext.asyncio.AsyncEngine`. A connection should not be inside a
+   transaction: PostgreSQL steps commit as they go.
+2. ``config.attributes["url"]``, ``-x url=...``, then ``sqlalchemy.url`` of the ini file;
+3. ``$EVENTSTORE_DATABASE_URL``, else the embedded SQLite file.
+
+The history records itself in its own version table, and autogenerate compares only the
+store's own tables, so it shares a database with a host application's Alembic history.
+PostgreSQL runs one transaction per revision, because revisions commit long work in
+steps; SQLite runs the whole upgrade in one ``BEGIN IMMEDIATE`` transaction, so two
+processes creating the same new file serialise instead of racing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging.config
+from typing import Any
+
+from alembic import context
+from sqlalchemy import Connection, pool
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from eventstore.config import default_url
+from eventstore.migrations import VERSION_TABLE, steps
+from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
+from eventstore.sql.schema import metadata
+
+config = context.config
+
+# Only the alembic command line has an ini file with logging sections; a programmatic
+# run keeps the caller's logging.
+if config.config_file_name is not None and config.file_config.has_section("loggers"):
+    logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+#: Checked at each lock wait and long statement: a migration whose client died stops
+#: instead of running on unobserved (PostgreSQL 14 and later).
+_CLIENT_CHECK_INTERVAL = "2s"
+
+
+def _url() -> URL:
+    url = (
+        config.attributes.get("url")
+        or context.get_x_argument(as_dictionary=True).get("url")
+        or config.get_main_option("sqlalchemy.url")
+        or default_url()
+    )
+    return normalize_url(url)
+
+
+def _include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    # Autogenerate looks at the store's tables only: a host application's tables in the
+    # same database are none of this history's business.
+    return type_ != "table" or name in metadata.tables
+
+
+def _configure(**options: Any) -> None:
+    context.configure(
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        include_name=_include_name,
+        compare_type=True,
+        compare_server_default=True,
+        on_version_apply=config.attributes.get("on_version_apply"),
+        **options,
+    )
+
+
+def run_offline() -> None:
+    """``--sql``: print the script of the chosen dialect."""
+    url = _url()
+    _configure(
+        url=url,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        transactional_ddl=True,
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_on(connection: Connection) -> None:
+    """Migrate through ``connection`` (sync; inside ``run_sync`` for async engines)."""
+    postgresql = connection.dialect.name == "postgresql"
+    # SQLite DDL is transactional with our driver setup (explicit BEGIN IMMEDIATE), though
+    # Alembic assumes otherwise; saying so makes the whole upgrade one transaction there.
+    _configure(connection=connection, transactional_ddl=True, transaction_per_migration=postgresql)
+    if postgresql:
+        _limit_waits(connection)
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if postgresql:
+            _restore_waits(connection)
+
+
+def _limit_waits(connection: Connection) -> None:
+    connection.exec_driver_sql(f"SET lock_timeout = '{steps.options().lock_timeout_ms}ms'")
+    if _checks_client(connection):
+        connection.exec_driver_sql(
+            f"SET client_connection_check_interval = '{_CLIENT_CHECK_INTERVAL}'"
+        )
+    connection.commit()
+
+
+def _restore_waits(connection: Connection) -> None:
+    # An injected connection goes back to its owner without our session settings.
+    try:
+        connection.rollback()
+        connection.exec_driver_sql("RESET lock_timeout")
+        if _checks_client(connection):
+            connection.exec_driver_sql("RESET client_connection_check_interval")
+        connection.commit()
+    except DBAPIError:
+        # The connection broke with the migration; its pool discards it.
+        connection.invalidate()
+
+
+def _checks_client(connection: Connection) -> bool:
+    return (connection.dialect.server_version_info or (0,)) >= (14,)
+
+
+async def _run_async(engine: AsyncEngine, *, dispose: bool) -> None:
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(run_on)
+    finally:
+        if dispose:
+            await engine.dispose()
+
+
+def run_online() -> None:
+    injected = config.attributes.get("connection")
+    if isinstance(injected, Connection):
+        run_on(injected)
+    elif isinstance(injected, AsyncEngine):
+        asyncio.run(_run_async(injected, dispose=False))
+    elif injected is None:
+        url = _url()
+        ensure_sqlite_directory(url)
+        asyncio.run(_run_async(create_engine(url, poolclass=pool.NullPool), dispose=True))
+    else:
+        raise TypeError(
+            "config.attributes['connection'] must be a sqlalchemy Connection or an "
+            f"AsyncEngine, not {type(injected).__name__}"
+        )
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()

@@ -1,0 +1,33 @@
+"""Fixtures of the migration tests: pytest-alembic's runner on each dialect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pytest_alembic.config import Config as RunnerConfig
+from pytest_alembic.runner import MigrationContext, runner
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
+
+from eventstore.sql.engine import create_engine
+from tests.migrations.helpers import alembic_config
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-alembic's plugin is disabled (it cannot collect under pytest 9); its test
+    # functions, imported explicitly, still carry its marker.
+    config.addinivalue_line("markers", "alembic: pytest-alembic's built-in tests")
+
+
+@pytest.fixture
+def alembic_engine(sql_url: str) -> AsyncEngine:
+    """What pytest-alembic migrates: an async engine without a pool, on each dialect."""
+    return create_engine(sql_url, poolclass=NullPool)
+
+
+@pytest.fixture
+def alembic_runner(alembic_engine: AsyncEngine, sql_url: str) -> Iterator[MigrationContext]:
+    config = RunnerConfig.from_raw_config(alembic_config(sql_url))
+    with runner(config=config, engine=alembic_engine) as context:
+        yield context

@@ -1,0 +1,260 @@
+"""``eventstore migrate``, ``alembic`` from the repository root, and ``open_store``'s checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from eventstore import SchemaError, migrate, open_store
+from eventstore.cli import main
+from eventstore.migrate import SchemaState
+from eventstore.sql.engine import normalize_url
+from tests.migrations.helpers import (
+    ROOT,
+    alembic,
+    assert_numbered_in_order,
+    cli,
+    create_unversioned_legacy,
+    database_url,
+    engine,
+    execute,
+    query,
+    wait_until,
+)
+from tests.pgcluster import find_bindir
+
+LEGACY_ROWS = [("s1", "a", "1", 10), ("s1", "b", "2", 5), ("s2", "a", "3", 7)]
+
+
+def _migrate(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["migrate", *args])
+    return result.exit_code, result.output
+
+
+def test_a_legacy_database_without_alembic_is_recognised_and_upgraded(sql_url: str) -> None:
+    asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
+    code, output = _migrate("--url", sql_url)
+    assert code == 0, output
+    assert "a legacy (pre-stream) events table of 3 rows" in output
+    assert "will stamp 0001" in output
+    assert "stamped 0001 Legacy baseline" in output
+    for revision in ("0002", "0003", "0004", "0005"):
+        assert f"applied {revision} " in output
+    assert asyncio.run(migrate.status(sql_url)).state is SchemaState.CURRENT
+    asyncio.run(assert_numbered_in_order(sql_url))
+    assert asyncio.run(query(sql_url, "SELECT event_id FROM events ORDER BY session_id, seq")) == [
+        ("b",),
+        ("a",),
+        ("a",),
+    ]
+
+
+def test_an_empty_database_gets_everything_and_a_current_one_nothing(sql_url: str) -> None:
+    code, output = _migrate("--url", sql_url)
+    assert code == 0, output
+    assert "no event store tables" in output and "applied 0005 " in output
+    code, output = _migrate("--url", sql_url)
+    assert code == 0, output
+    assert "up to date (revision 0005)" in output
+    assert "applied" not in output
+
+
+def test_migrate_sql_prints_a_script_that_upgrades_a_legacy_database(
+    sql_url: str, tmp_path: Path
+) -> None:
+    asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
+    code, script = _migrate("--url", sql_url, "--sql")
+    assert code == 0, script
+    assert "INSERT INTO eventstore_alembic_version (version_num) VALUES ('0001')" in script
+    assert "ALTER TABLE events ADD COLUMN stream_id TEXT DEFAULT '_default' NOT NULL" in script
+    assert "UPDATE events SET event_id = event_id || '#dup-'" in script
+    if sql_url.startswith("postgresql"):
+        assert "CREATE UNIQUE INDEX CONCURRENTLY uq_events_stream_seq" in script
+        assert "ADD CONSTRAINT ck_events_seq_not_null CHECK (seq IS NOT NULL) NOT VALID" in script
+        assert "SET lock_timeout = '500ms';" in script
+    # Printing wrote nothing.
+    assert asyncio.run(migrate.status(sql_url)).state is SchemaState.LEGACY
+
+    _run_script(sql_url, script, tmp_path)
+    assert asyncio.run(migrate.status(sql_url)).state is SchemaState.CURRENT
+    asyncio.run(assert_numbered_in_order(sql_url))
+
+
+def _run_script(url: str, script: str, tmp_path: Path) -> None:
+    """Run a --sql script the way a DBA would: psql, or SQLite's own script runner."""
+    if url.startswith("postgresql"):
+        path = tmp_path / "upgrade.sql"
+        path.write_text(script)
+        psql = find_bindir() / "psql"
+        subprocess.run(
+            [str(psql), "-v", "ON_ERROR_STOP=1", "-q", "-f", str(path), database_url(url)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    else:
+        database = normalize_url(url).database
+        assert database is not None
+        with sqlite3.connect(database, isolation_level=None) as conn:
+            conn.executescript(script)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_alembic_from_the_repository_root_prints_scripts(dialect: str) -> None:
+    url = {
+        "sqlite": "sqlite:///unused.sqlite3",
+        "postgresql": "postgresql://user@host/db",
+    }[dialect]
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"url={url}", "upgrade", "head", "--sql"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    script = result.stdout
+    assert "CREATE TABLE events" in script
+    assert re.search(r"CREATE TRIGGER (IF NOT EXISTS )?eventstore_trim_streams", script)
+    assert "UPDATE eventstore_alembic_version SET version_num='0005'" in script
+    assert ("CREATE TRIGGER eventstore_assign_seq" in script) == (dialect == "postgresql")
+
+
+def test_alembic_from_the_repository_root_uses_the_default_database(tmp_path: Path) -> None:
+    """No URL given: ``$EVENTSTORE_DATABASE_URL``, else the embedded file in the data dir."""
+    environment = {k: v for k, v in os.environ.items() if k != "EVENTSTORE_DATABASE_URL"}
+    environment["XDG_DATA_HOME"] = str(tmp_path / "data")
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
+    embedded = tmp_path / "data" / "mcp-eventstore" / "events.sqlite3"
+    url = f"sqlite+aiosqlite:///{embedded}"
+    assert asyncio.run(migrate.status(url)).state is SchemaState.CURRENT
+
+    named = f"sqlite+aiosqlite:///{tmp_path}/named.sqlite3"
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "0002"],
+        cwd=ROOT,
+        env={**environment, "EVENTSTORE_DATABASE_URL": named},
+        check=True,
+        capture_output=True,
+    )
+    assert asyncio.run(migrate.status(named)).revision == "0002"
+
+
+async def test_open_store_refuses_what_it_must_not_upgrade(sql_url: str) -> None:
+    await create_unversioned_legacy(sql_url, LEGACY_ROWS)
+    with pytest.raises(SchemaError, match=r"legacy .*eventstore migrate"):
+        await open_store(sql_url)
+    await migrate.upgrade(sql_url)
+    await alembic(sql_url, "downgrade", "0003")
+    with pytest.raises(SchemaError, match=r"revision 0003.*eventstore migrate"):
+        await open_store(sql_url)
+    await alembic(sql_url, "upgrade", "head")
+    async with open_store(sql_url) as store:
+        assert [e.id for e in await store.get_stream_events("s1", "_default")] == ["b", "a"]
+
+
+async def test_a_newer_or_foreign_schema_is_refused(sql_url: str) -> None:
+    await migrate.upgrade(sql_url)
+    await execute(sql_url, "UPDATE eventstore_alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaError, match=r"9999.*newer version"):
+        await open_store(sql_url)
+    with pytest.raises(SchemaError, match="cannot migrate"):
+        await migrate.upgrade(sql_url)
+
+
+def test_migrate_refuses_unrecognised_tables(sql_url: str) -> None:
+    asyncio.run(execute(sql_url, "CREATE TABLE events (id INTEGER PRIMARY KEY, body TEXT)"))
+    code, output = _migrate("--url", sql_url)
+    assert code == 1
+    assert "does not recognise" in output
+
+    async def open_it() -> None:
+        await open_store(sql_url)
+
+    with pytest.raises(SchemaError, match="does not recognise"):
+        asyncio.run(open_it())
+
+
+async def test_open_store_without_create_schema_leaves_an_empty_database(sql_url: str) -> None:
+    with pytest.raises(SchemaError, match=r"no event store tables.*eventstore migrate"):
+        await open_store(sql_url, create_schema=False)
+    assert (await migrate.status(sql_url)).state is SchemaState.EMPTY
+
+
+async def test_replicas_starting_together_migrate_once(sql_url: str) -> None:
+    reports = await asyncio.gather(*(migrate.upgrade(sql_url) for _ in range(3)))
+    assert sorted(len(report.applied) for report in reports) == [0, 0, 5]
+    stores = await asyncio.gather(*(open_store(sql_url) for _ in range(3)))
+    for store in stores:
+        await store.close()
+
+
+async def test_a_second_migrator_waits_for_the_advisory_lock(postgres_url: str) -> None:
+    holder = engine(postgres_url)
+    try:
+        async with holder.connect() as conn:
+            await conn.execute(
+                text("SELECT pg_advisory_lock(:key)"), {"key": migrate.ADVISORY_LOCK_KEY}
+            )
+            await conn.commit()
+            waiter = cli("migrate", "--url", postgres_url)
+            await wait_until(lambda: _waits_for_advisory_lock(conn))
+            assert waiter.poll() is None
+            assert (await migrate.status(postgres_url)).state is SchemaState.EMPTY
+            await conn.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": migrate.ADVISORY_LOCK_KEY}
+            )
+            # An open transaction would hold up the migration's concurrent index builds.
+            await conn.commit()
+            output, _ = await asyncio.to_thread(waiter.communicate, timeout=120)
+    finally:
+        await holder.dispose()
+    assert waiter.returncode == 0, output
+    assert "another process is migrating this database; waiting for it" in output
+    assert "applied 0005 " in output
+
+
+async def _waits_for_advisory_lock(conn: AsyncConnection) -> bool:
+    waiting = await conn.execute(
+        text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    )
+    return bool(waiting.scalar())
+
+
+async def test_upgrading_through_an_engine_leaves_its_pool_clean(postgres_url: str) -> None:
+    db = engine(postgres_url)
+    try:
+        await migrate.upgrade(db)
+        async with db.connect() as conn:
+            timeout = (await conn.execute(text("SHOW lock_timeout"))).scalar()
+            locks = (
+                await conn.execute(
+                    text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+                )
+            ).scalar()
+        assert (timeout, locks) == ("0", 0)
+    finally:
+        await db.dispose()
+
+
+def test_bad_options_are_refused_before_anything_runs(sqlite_url: str) -> None:
+    code, output = _migrate("--url", sqlite_url, "--lock-timeout", "soon")
+    assert code == 1 and "lock_timeout must look like 500ms or 2s" in output
+    code, output = _migrate("--url", sqlite_url, "--default-stream-id", " ")
+    assert code == 1 and "default_stream_id" in output
+    assert asyncio.run(migrate.status(sqlite_url)).state is SchemaState.EMPTY
