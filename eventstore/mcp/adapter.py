@@ -16,6 +16,7 @@ from eventstore.codec import check_id
 from eventstore.errors import EventStoreError, UnknownCursorError
 from eventstore.mcp.ids import EventIds, is_hashed, stream_key, stream_key_of
 from eventstore.store import EventStore
+from eventstore.worker import PersistenceWorker
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,24 @@ class SessionEventStore(SdkEventStore):
       ``Last-Event-ID`` is malformed, too long, of another session, unknown, or trimmed
       by the store's per-stream cap: the client's position is lost, and a partial replay
       that looks complete is never sent.
+    * **Group commit.** With a :class:`~eventstore.worker.PersistenceWorker` over
+      ``store``, writes of every session share its transactions and outlive brief
+      database outages (its retries), and replays read through it, so they see every
+      write already handed to it.
     * **Failures.** A store error while writing is logged and does not propagate: the SDK
       would otherwise stop routing every later message of the session. The event still
       goes out live, but its stream can no longer be resumed (replays of it return
-      ``None``) rather than be replayed with a hole. Store calls are shielded from the
+      ``None``) rather than be replayed with a hole, and its later events are not
+      stored. Store calls are shielded from the
       SDK's cancellation (it cancels stream tasks whenever a client goes away), so a
       transaction is never cut short; a hung database therefore delays that task's end.
     """
 
-    def __init__(self, store: EventStore, session_id: str) -> None:
+    def __init__(
+        self, store: EventStore, session_id: str, *, worker: PersistenceWorker | None = None
+    ) -> None:
         self.store = store
+        self.worker = worker
         self.session_id = check_id("session_id", session_id)
         self._ids = EventIds()
         # Hashed keys cannot be read back into the SDK's stream id, which a replay must
@@ -73,13 +82,17 @@ class SessionEventStore(SdkEventStore):
         if is_hashed(key):
             self._hashed_streams[key] = stream_id
         event_id = self._ids.mint(key)
+        if key in self._broken:
+            # Nothing can resume this stream any more; writing on would only make its
+            # live messages wait for the database.
+            return event_id
         data = None if message is None else _wire_json(message)
         try:
             # The SDK cancels its stream tasks whenever a client goes away (after a
             # replay, typically while the new priming event is being written); a
             # transaction cut short would cost the pooled connection, so it completes.
             with anyio.CancelScope(shield=True):
-                await self.store.store_event(self.session_id, key, event_id, data)
+                await (self.worker or self.store).store_event(self.session_id, key, event_id, data)
         except EventStoreError as exc:
             self._broken.add(key)
             log.warning(
@@ -113,7 +126,9 @@ class SessionEventStore(SdkEventStore):
             return None
         try:
             with anyio.CancelScope(shield=True):
-                events = await self.store.get_events_after(self.session_id, key, last_event_id)
+                events = await (self.worker or self.store).get_events_after(
+                    self.session_id, key, last_event_id
+                )
         except UnknownCursorError:
             log.debug(
                 "session %s: Last-Event-ID %s is not held (unknown, foreign or trimmed)",
@@ -142,7 +157,7 @@ class SessionEventStore(SdkEventStore):
 
     async def clear(self) -> int:
         """Drop every stored event of this session; return how many were removed."""
-        return await self.store.clear_session(self.session_id)
+        return await (self.worker or self.store).clear_session(self.session_id)
 
 
 def _wire_json(message: JSONRPCMessage) -> Any:

@@ -13,10 +13,15 @@ from eventstore.mcp.binding import SessionBinding
 from eventstore.mcp.ttl import prune_idle_sessions_every
 from eventstore.open import open_store
 from eventstore.store import EventStore
+from eventstore.worker import PersistenceWorker
 
 #: Default TTL of a session nobody touched, and how often to look for them.
 DEFAULT_IDLE_TTL_SECONDS = 3600.0
 DEFAULT_PRUNE_INTERVAL_SECONDS = 300.0
+#: How long a write rides out a database outage before the event is given up on. The
+#: SDK routes a session's messages one after another, so this is also the longest a
+#: session's live messages can stall on a dead database.
+DEFAULT_WRITE_RETRY_SECONDS = 2.0
 
 
 class StreamableHttpServer(Protocol):
@@ -34,6 +39,8 @@ def resumable_app(
     store: EventStore | str | None = None,
     *,
     store_options: Mapping[str, Any] | None = None,
+    group_commit: bool = True,
+    write_retry_seconds: float = DEFAULT_WRITE_RETRY_SECONDS,
     idle_ttl_seconds: float | None = DEFAULT_IDLE_TTL_SECONDS,
     prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,
     clear_on_delete: bool = True,
@@ -57,6 +64,11 @@ def resumable_app(
     ``FastMCP(...)`` takes those options instead) -- whose session manager gives every
     session its own :class:`~eventstore.mcp.SessionEventStore`
     (:class:`~eventstore.mcp.SessionBinding`).
+
+    With ``group_commit`` (the default) every write goes through one
+    :class:`~eventstore.worker.PersistenceWorker`: the events of all sessions share
+    transactions, and a write rides out a database outage of up to
+    ``write_retry_seconds`` before its stream is given up as not resumable.
 
     While the app runs, sessions idle for ``idle_ttl_seconds`` are pruned every
     ``prune_interval_seconds`` (``None``: no pruning task; run ``eventstore prune``
@@ -82,6 +94,10 @@ def resumable_app(
                 )
             active = binding.store
             assert active is not None
+            if group_commit:
+                binding.worker = await stack.enter_async_context(
+                    PersistenceWorker(active, retry_timeout=write_retry_seconds)
+                )
             if idle_ttl_seconds is not None:
                 await stack.enter_async_context(
                     prune_idle_sessions_every(

@@ -13,6 +13,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from eventstore.errors import EventStoreError
 from eventstore.mcp.adapter import SessionEventStore
 from eventstore.store import EventStore
+from eventstore.worker import PersistenceWorker
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,21 @@ class SessionBinding:
     (:func:`eventstore.mcp.prune_idle_sessions_every`, ``eventstore prune --idle``)
     removes them.
 
-    ``store`` may be set after construction (an application that opens its store in
-    its lifespan); it must be set before the manager serves its first request.
+    ``store`` (and ``worker``, a :class:`~eventstore.worker.PersistenceWorker` over it
+    that writes go through) may be set after construction, by an application that
+    opens them in its lifespan; the store must be set before the manager serves its
+    first request.
     """
 
-    def __init__(self, store: EventStore | None = None, *, clear_on_delete: bool = True) -> None:
+    def __init__(
+        self,
+        store: EventStore | None = None,
+        *,
+        worker: PersistenceWorker | None = None,
+        clear_on_delete: bool = True,
+    ) -> None:
         self.store = store
+        self.worker = worker
         self.clear_on_delete = clear_on_delete
         self._sessions: dict[str, SessionEventStore] = {}
 
@@ -98,7 +108,9 @@ class SessionBinding:
     def _bind(self, session_id: str) -> SessionEventStore:
         if self.store is None:
             raise RuntimeError("SessionBinding.store must be set before the server runs")
-        adapter = self._sessions[session_id] = SessionEventStore(self.store, session_id)
+        adapter = self._sessions[session_id] = SessionEventStore(
+            self.store, session_id, worker=self.worker
+        )
         return adapter
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
 
 from eventstore import EventStore, open_store
-from eventstore.mcp import resumable_app
+from eventstore.mcp import SessionBinding, resumable_app
 from eventstore.mcp.demo.app import Conductor
 from eventstore.mcp.demo.gate import ResumeGate
 from eventstore.mcp.demo.loopback import serve_on_loopback
@@ -24,6 +25,7 @@ class Harness:
 
     base_url: str
     store: EventStore
+    binding: SessionBinding
     gate: ResumeGate
     conductor: Conductor
     http: httpx.AsyncClient
@@ -39,16 +41,22 @@ class Harness:
         return session
 
 
-async def start_harness(url: str, **store_options: object) -> AsyncIterator[Harness]:
+async def start_harness(
+    url: str, *, store_options: dict[str, Any] | None = None, **app_options: Any
+) -> AsyncIterator[Harness]:
+    """Serve the test server on ``url`` (``resumable_app(..., **app_options)``)."""
     conductor = Conductor()
     server, http_options = build_test_server(conductor)
-    async with open_store(url, **store_options) as store:
-        gate = ResumeGate(resumable_app(server, store, idle_ttl_seconds=None, **http_options))
+    async with open_store(url, **(store_options or {})) as store:
+        app = resumable_app(
+            server, store, **{"idle_ttl_seconds": None, **app_options, **http_options}
+        )
+        gate = ResumeGate(app)
         async with (
             serve_on_loopback(gate) as base_url,
             httpx.AsyncClient(timeout=READ_TIMEOUT) as http,
         ):
-            yield Harness(base_url, store, gate, conductor, http)
+            yield Harness(base_url, store, app.state.eventstore_binding, gate, conductor, http)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from mcp.server.streamable_http import EventMessage
@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from eventstore import EventStore, open_store
 from eventstore.mcp import SessionEventStore
 from eventstore.mcp.ids import stream_key
+from eventstore.worker import PersistenceWorker
 
 MESSAGE: TypeAdapter[JSONRPCMessage] = TypeAdapter(JSONRPCMessage)
 
@@ -47,6 +48,18 @@ async def store(store_url: str) -> AsyncIterator[EventStore]:
         yield opened
 
 
+@pytest.fixture(params=["direct", "worker"])
+async def session_store(
+    request: pytest.FixtureRequest, store: EventStore
+) -> AsyncIterator[Callable[[str], SessionEventStore]]:
+    """Adapters writing to the store directly, or through one PersistenceWorker."""
+    if request.param == "direct":
+        yield lambda session_id: SessionEventStore(store, session_id)
+        return
+    async with PersistenceWorker(store) as worker:
+        yield lambda session_id: SessionEventStore(store, session_id, worker=worker)
+
+
 class Collector:
     def __init__(self) -> None:
         self.sent: list[EventMessage] = []
@@ -56,9 +69,9 @@ class Collector:
 
 
 async def test_replay_sends_the_messages_after_the_cursor_exactly_as_stored(
-    store: EventStore,
+    session_store: Callable[[str], SessionEventStore],
 ) -> None:
-    adapter = SessionEventStore(store, "session-a")
+    adapter = session_store("session-a")
     priming = await adapter.store_event("1", None)
     messages = [progress(1, "ünïcode ☃"), progress(2, "\u0000 nul"), response(1, 2**80)]
     ids = [await adapter.store_event("1", message) for message in messages]
@@ -77,8 +90,10 @@ async def test_replay_sends_the_messages_after_the_cursor_exactly_as_stored(
     assert sent.sent == []
 
 
-async def test_priming_events_are_cursors_but_never_replayed(store: EventStore) -> None:
-    adapter = SessionEventStore(store, "s")
+async def test_priming_events_are_cursors_but_never_replayed(
+    session_store: Callable[[str], SessionEventStore], store: EventStore
+) -> None:
+    adapter = session_store("s")
     first = await adapter.store_event("1", progress(1))
     await adapter.store_event("1", None)
     last = await adapter.store_event("1", progress(2))
@@ -89,8 +104,10 @@ async def test_priming_events_are_cursors_but_never_replayed(store: EventStore) 
     assert [event.data is None for event in stored] == [False, True, False]
 
 
-async def test_a_session_never_replays_another_sessions_events(store: EventStore) -> None:
-    a, b = SessionEventStore(store, "a"), SessionEventStore(store, "b")
+async def test_a_session_never_replays_another_sessions_events(
+    session_store: Callable[[str], SessionEventStore],
+) -> None:
+    a, b = session_store("a"), session_store("b")
     a_first = await a.store_event("1", progress(1, "A1"))
     b_first = await b.store_event("1", progress(1, "B1"))
     await a.store_event("1", progress(2, "A2"))
@@ -107,8 +124,10 @@ async def test_a_session_never_replays_another_sessions_events(store: EventStore
     assert await a.replay_events_after(b_first, Collector()) is None
 
 
-async def test_long_and_odd_stream_ids_replay_under_their_own_id(store: EventStore) -> None:
-    adapter = SessionEventStore(store, "s")
+async def test_long_and_odd_stream_ids_replay_under_their_own_id(
+    session_store: Callable[[str], SessionEventStore],
+) -> None:
+    adapter = session_store("s")
     for stream_id in ("x" * 5000, "", "a.b", "é", "\ud800"):
         first = await adapter.store_event(stream_id, progress(1))
         second = await adapter.store_event(stream_id, progress(2))
@@ -118,8 +137,10 @@ async def test_long_and_odd_stream_ids_replay_under_their_own_id(store: EventSto
         assert len(first) <= 100
 
 
-async def test_garbage_and_unknown_cursors_replay_nothing(store: EventStore) -> None:
-    adapter = SessionEventStore(store, "s")
+async def test_garbage_and_unknown_cursors_replay_nothing(
+    session_store: Callable[[str], SessionEventStore],
+) -> None:
+    adapter = session_store("s")
     real = await adapter.store_event("1", progress(1))
     nonce, counter, _ = real.split(".")
     for cursor in (
@@ -145,17 +166,25 @@ async def test_a_trimmed_cursor_replays_nothing(sql_url: str) -> None:
         assert [event.event_id for event in sent.sent] == [ids[3]]
 
 
-async def test_a_failed_write_makes_its_stream_unresumable_not_gappy(sql_url: str) -> None:
-    async with open_store(sql_url, max_event_bytes=300) as store:
-        adapter = SessionEventStore(store, "s")
+@pytest.mark.parametrize("via_worker", [False, True])
+async def test_a_failed_write_makes_its_stream_unresumable_not_gappy(
+    sql_url: str, via_worker: bool
+) -> None:
+    async with (
+        open_store(sql_url, max_event_bytes=300) as store,
+        PersistenceWorker(store) as worker,
+    ):
+        adapter = SessionEventStore(store, "s", worker=worker if via_worker else None)
         first = await adapter.store_event("1", progress(1))
         other = await adapter.store_event("2", progress(1))
         # Too large for the store: logged, not raised (the SDK would stop routing).
         lost = await adapter.store_event("1", progress(2, "x" * 1000))
-        await adapter.store_event("1", progress(3))
+        later = await adapter.store_event("1", progress(3))
         await adapter.store_event("2", progress(2))
-        assert lost.endswith(".1")
+        assert lost.endswith(".1") and later.endswith(".1")
         assert await adapter.replay_events_after(first, Collector()) is None
+        assert await adapter.replay_events_after(later, Collector()) is None
+        assert [event.id for event in await store.get_stream_events("s", "1")] == [first]
         sent = Collector()
         assert await adapter.replay_events_after(other, sent) == "2"
         assert len(sent.sent) == 1
@@ -171,8 +200,10 @@ async def test_a_stored_event_that_is_not_a_message_makes_the_replay_refuse(
     assert await adapter.replay_events_after(first, Collector()) is None
 
 
-async def test_clear_drops_only_this_session(store: EventStore) -> None:
-    a, b = SessionEventStore(store, "a"), SessionEventStore(store, "b")
+async def test_clear_drops_only_this_session(
+    session_store: Callable[[str], SessionEventStore], store: EventStore
+) -> None:
+    a, b = session_store("a"), session_store("b")
     await a.store_event("1", progress(1))
     await b.store_event("1", progress(1))
     assert await a.clear() == 1

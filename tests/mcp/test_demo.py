@@ -12,6 +12,7 @@ from eventstore.mcp import binding
 from eventstore.mcp.adapter import SessionEventStore
 from eventstore.mcp.demo.scenario import run_demo
 from eventstore.store import EventStore
+from eventstore.worker import PersistenceWorker
 
 EVENTSTORE = Path(sys.executable).with_name("eventstore")
 
@@ -46,8 +47,10 @@ def test_demo_rejects_a_pause_outside_the_call(sqlite_url: str) -> None:
 class OneSharedSession(SessionEventStore):
     """What the SDK's example store amounts to: every session in one namespace."""
 
-    def __init__(self, store: EventStore, session_id: str) -> None:
-        super().__init__(store, "everyone")
+    def __init__(
+        self, store: EventStore, session_id: str, *, worker: PersistenceWorker | None = None
+    ) -> None:
+        super().__init__(store, "everyone", worker=worker)
 
 
 async def test_demo_checks_catch_the_cross_session_replay_bug(

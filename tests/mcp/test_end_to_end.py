@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from eventstore.mcp.demo.proxy import CuttableProxy
 from eventstore.mcp.demo.sdk import client_session
 from eventstore.mcp.ids import MAX_EVENT_ID_LENGTH, stream_key
+from tests.conftest import PostgresServer
 from tests.mcp.conftest import Harness, eventually, start_harness
 from tests.mcp.raw import Event, RawSession
 
@@ -172,7 +175,7 @@ async def test_a_well_formed_id_of_another_stream_of_this_session_is_not_resumed
 async def test_a_cursor_trimmed_by_the_cap_replays_nothing_never_a_partial_stream(
     sql_url: str,
 ) -> None:
-    async for harness in start_harness(sql_url, max_events_per_stream=3):
+    async for harness in start_harness(sql_url, store_options={"max_events_per_stream": 3}):
         session = await harness.raw_session()
         events = await session.call_tool(1, "count", label="T", steps=6)
         ids = [event.id for event in events]
@@ -210,3 +213,35 @@ async def test_events_are_stored_under_the_real_session_id(harness: Harness) -> 
     # The initialize request's priming event is stored too: the session is bound from
     # its very first event.
     assert await harness.store.get_stream_events(session.session_id, "0")
+
+
+async def test_writes_ride_out_a_postgresql_restart_mid_call(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    cluster = postgres_server.cluster
+    if cluster is None:
+        pytest.skip("restarting PostgreSQL needs the suite's own cluster")
+    async for harness in start_harness(postgres_url, write_retry_seconds=60):
+        session = await harness.raw_session()
+        call = harness.conductor.call("R")
+        streaming = asyncio.ensure_future(
+            session.call_tool(1, "count", label="R", steps=6, pause_after=2)
+        )
+        await asyncio.wait_for(call.paused.wait(), 20)
+        await asyncio.to_thread(cluster.stop)
+        try:
+            call.resume.set()
+            # Let the tool's next writes hit the dead server before it comes back.
+            await asyncio.sleep(1.0)
+        finally:
+            await asyncio.to_thread(cluster.start)
+        events = await asyncio.wait_for(streaming, 60)
+
+        assert texts(events) == [f"R: step {i} of 6" for i in range(1, 7)]
+        assert events[-1].is_response
+        assert harness.binding.worker is not None and harness.binding.worker.stats.retries > 0
+        stored = await harness.store.get_stream_events(session.session_id, "1")
+        assert [event.id for event in stored] == [event.id for event in events]
+        status, replayed = await session.resume(events[1].id)
+        assert status == 200
+        assert [event.id for event in replayed] == [event.id for event in events[2:]]
