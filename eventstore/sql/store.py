@@ -497,7 +497,9 @@ class SqlEventStore(EventStore):
         return self._events(session_id, stream_id, rows)
 
     @staticmethod
-    def _events(session_id: str, stream_id: str, rows: Sequence[Row[Any]]) -> list[StoredEvent]:
+    def _events(
+        session_id: str, stream_id: str, rows: Sequence[Sequence[Any]]
+    ) -> list[StoredEvent]:
         # Unpacking by position: attribute access on a Row costs more than the rest of
         # this loop, and a replay runs it once per event.
         return [
