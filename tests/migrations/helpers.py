@@ -218,3 +218,50 @@ async def other_backends(conn: AsyncConnection) -> int:
         )
     )
     return int(result.scalar_one())
+
+
+class LegacyWriter:
+    """A server of the pre-stream version: appends with the legacy INSERT, one at a time.
+
+    Runs on its own asyncpg connection (each INSERT its own transaction, as the legacy
+    store did) until :meth:`stop`; records every INSERT's latency and every failure.
+    """
+
+    def __init__(self, url: str, sessions: Sequence[str], *, interval: float = 0.003) -> None:
+        self.dsn = database_url(url)
+        self.sessions = list(sessions)
+        self.interval = interval
+        self.latencies: list[float] = []
+        self.failures: list[BaseException] = []
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        statement = (
+            "INSERT INTO events (session_id, event_id, data, timestamp) VALUES ($1, $2, $3, $4)"
+        )
+        try:
+            count = 0
+            while not self._stop.is_set():
+                session = self.sessions[count % len(self.sessions)]
+                started = time.perf_counter()
+                try:
+                    await conn.execute(
+                        statement, session, f"w{count}", f'{{"w":{count}}}', time.time_ns() // 10**6
+                    )
+                except Exception as exc:
+                    self.failures.append(exc)
+                self.latencies.append(time.perf_counter() - started)
+                count += 1
+                await asyncio.sleep(self.interval)
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def max_stall(self) -> float:
+        return max(self.latencies, default=0.0)

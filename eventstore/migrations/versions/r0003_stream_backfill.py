@@ -66,7 +66,8 @@ def upgrade() -> None:
         backfill.number_all()
     else:
         backfill.number_in_batches(resume=False)
-    for statement in ddl.PG_ASSIGN_SEQ:
+    # A run killed after this transaction committed left the trigger in place.
+    for statement in [*ddl.PG_DROP_ASSIGN_SEQ, *ddl.PG_ASSIGN_SEQ]:
         op.execute(statement)
     with steps.autocommit():
         backfill.rename_duplicates()
