@@ -68,7 +68,9 @@ async def _call(session: ClientSession) -> float:
         "emit", {"count": NOTIFICATIONS_PER_CALL}, progress_callback=progress
     )
     elapsed = time.perf_counter() - started
-    assert not result.isError and received == NOTIFICATIONS_PER_CALL, (result, received)
+    # mcp 2.x spells it is_error, 1.x isError.
+    failed = result.is_error if hasattr(result, "is_error") else result.isError
+    assert not failed and received == NOTIFICATIONS_PER_CALL, (result, received)
     return received / elapsed
 
 

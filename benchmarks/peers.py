@@ -136,8 +136,10 @@ async def _replay(bench: Bench, writers: dict[str, Any]) -> dict[str, Latencies]
 
     async def replay_ours(i: int) -> None:
         after = positions[i % len(positions)]
-        events = await ours.store.get_events_after(ours.session_id, "7", f"7:{after - 1}")
-        assert len(events) >= REPLAY_EVENTS
+        events = await ours.store.get_events_after(
+            ours.session_id, "7", f"7:{after - 1}", limit=REPLAY_EVENTS
+        )
+        assert len(events) == REPLAY_EVENTS
 
     def replay_peer(writer: PeerWriter) -> Any:
         async def replay(i: int) -> None:

@@ -10,12 +10,15 @@ binaries on the machine, or the server named by ``$EVENTSTORE_BENCH_POSTGRES_URL
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import platform
 import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -94,21 +97,33 @@ async def _program(program: str) -> None:
         report.note(f"{program} exited with status {process.returncode}")
 
 
+@contextmanager
+def _timed(what: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    report.note(f"({what}: {time.perf_counter() - started:.0f} s)")
+
+
 async def _main(bench: Bench, only: set[str], command: str) -> None:
     started = time.perf_counter()
     await _header(bench, command)
     if only & {"replay", "append"}:
-        await _tables(bench, only)
+        with _timed("replay and appends, including filling the tables"):
+            await _tables(bench, only)
     if "trigger" in only:
-        trigger.summarise(bench, await trigger.measure(bench))
+        with _timed("trigger"):
+            trigger.summarise(bench, await trigger.measure(bench))
     if "peers" in only:
-        peers.summarise(bench, await peers.measure(bench))
+        with _timed("eventsourcing"):
+            peers.summarise(bench, await peers.measure(bench))
     if only & {"memory", "capped"}:
-        peer = await memory.measure_peer(bench) if "memory" in only else None
-        capped = await memory.measure_capped(bench) if "capped" in only else []
-        memory.summarise(bench, peer, capped)
+        with _timed("in-memory store"):
+            peer = await memory.measure_peer(bench) if "memory" in only else None
+            capped = await memory.measure_capped(bench) if "capped" in only else []
+            memory.summarise(bench, peer, capped)
     if "mcp" in only:
-        mcp_e2e.summarise(bench, await mcp_e2e.measure(bench))
+        with _timed("MCP end to end"):
+            mcp_e2e.summarise(bench, await mcp_e2e.measure(bench))
     for name, program in PROGRAMS.items():
         if name in only:
             await _program(program)
@@ -136,6 +151,8 @@ async def _main(bench: Bench, only: set[str], command: str) -> None:
 def main(scale: str, only: tuple[str, ...], rounds: int, seconds: float) -> None:
     """Measure the store next to its baselines and print Markdown tables."""
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
+    # The MCP SDK, fastmcp and httpx log every request at INFO; the tables are the output.
+    logging.disable(logging.INFO)
     with postgres_server() as postgres, tempfile.TemporaryDirectory(prefix="es-bench-") as tmp:
         bench = Bench(SCALES[scale], Path(tmp), postgres, rounds, seconds)
         asyncio.run(_main(bench, set(only or MEASUREMENTS), command.strip()))
