@@ -18,10 +18,9 @@ from eventstore.worker import PersistenceWorker
 #: Default TTL of a session nobody touched, and how often to look for them.
 DEFAULT_IDLE_TTL_SECONDS = 3600.0
 DEFAULT_PRUNE_INTERVAL_SECONDS = 300.0
-#: How long a write rides out a database outage before the event is given up on. The
-#: SDK routes a session's messages one after another, so this is also the longest a
-#: session's live messages can stall on a dead database.
-DEFAULT_WRITE_RETRY_SECONDS = 2.0
+#: How long a queued write rides out a database outage before its event is given up on
+#: (its stream then refuses resumes). Live messages do not wait for it.
+DEFAULT_WRITE_RETRY_SECONDS = 30.0
 
 
 class StreamableHttpServer(Protocol):
@@ -65,10 +64,13 @@ def resumable_app(
     session its own :class:`~eventstore.mcp.SessionEventStore`
     (:class:`~eventstore.mcp.SessionBinding`).
 
-    With ``group_commit`` (the default) every write goes through one
-    :class:`~eventstore.worker.PersistenceWorker`: the events of all sessions share
-    transactions, and a write rides out a database outage of up to
-    ``write_retry_seconds`` before its stream is given up as not resumable.
+    With ``group_commit`` (the default) every write is queued in one
+    :class:`~eventstore.worker.PersistenceWorker`: the SDK sends an event without waiting
+    for the database, the events of all sessions share transactions, and a write rides
+    out a database outage of up to ``write_retry_seconds`` before its stream is given up
+    as not resumable (see :class:`~eventstore.mcp.SessionEventStore` for why a queued
+    write is as safe as a committed one here). ``group_commit=False`` commits each event
+    before the SDK may send it.
 
     While the app runs, sessions idle for ``idle_ttl_seconds`` are pruned every
     ``prune_interval_seconds`` (``None``: no pruning task; run ``eventstore prune``

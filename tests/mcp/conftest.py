@@ -34,6 +34,11 @@ class Harness:
     def endpoint(self) -> str:
         return f"{self.base_url}/mcp"
 
+    async def settled(self) -> None:
+        """Wait until every write the server queued so far is committed."""
+        if self.binding.worker is not None:
+            await self.binding.worker.flush()
+
     async def raw_session(self) -> RawSession:
         """A new, initialized session spoken by hand."""
         session = RawSession(self.http, self.endpoint)

@@ -34,6 +34,7 @@ async def test_each_session_gets_an_adapter_bound_to_its_real_id(harness: Harnes
     assert a.session_id != b.session_id
     for session in (a, b):
         await session.call_tool(1, "count", label="X", steps=1)
+        await harness.settled()
         assert await harness.store.stream_count(session.session_id) == 2  # "0" and "1"
 
 

@@ -51,6 +51,7 @@ async def test_sdk_client_resumes_after_drop_with_exactly_the_missed_events(
         await asyncio.wait_for(reached.wait(), 20)
         await call.paused.wait()
         assert call.session_id and call.request_id
+        await harness.settled()
         stored = await harness.store.get_stream_events(call.session_id, stream_key(call.request_id))
         last_received = stored[-1].id
         harness.gate.hold(call.session_id)
@@ -86,6 +87,7 @@ async def test_server_closed_stream_with_retry_loses_nothing(harness: Harness) -
         )
         await asyncio.wait_for(call.paused.wait(), 20)
         assert call.session_id and call.request_id
+        await harness.settled()
         stored = await harness.store.get_stream_events(call.session_id, stream_key(call.request_id))
         last_sent = stored[-1].id
         harness.gate.hold(call.session_id)
@@ -192,6 +194,7 @@ async def test_delete_drops_the_session_and_other_sessions_keep_theirs(harness: 
     ended, kept = await harness.raw_session(), await harness.raw_session()
     await ended.call_tool(1, "count", label="E", steps=2)
     await kept.call_tool(1, "count", label="K", steps=2)
+    await harness.settled()
     assert await harness.store.stream_count(ended.session_id) > 0
 
     assert await ended.delete() == 200
@@ -207,6 +210,7 @@ async def test_delete_drops_the_session_and_other_sessions_keep_theirs(harness: 
 async def test_events_are_stored_under_the_real_session_id(harness: Harness) -> None:
     session: RawSession = await harness.raw_session()
     events = await session.call_tool(1, "count", label="R", steps=3)
+    await harness.settled()
     stored = await harness.store.get_stream_events(session.session_id, "1")
     assert [event.id for event in stored] == [event.id for event in events]
     assert [event.data for event in stored] == [event.message for event in events]
@@ -239,6 +243,7 @@ async def test_writes_ride_out_a_postgresql_restart_mid_call(
 
         assert texts(events) == [f"R: step {i} of 6" for i in range(1, 7)]
         assert events[-1].is_response
+        await harness.settled()
         assert harness.binding.worker is not None and harness.binding.worker.stats.retries > 0
         stored = await harness.store.get_stream_events(session.session_id, "1")
         assert [event.id for event in stored] == [event.id for event in events]

@@ -55,6 +55,7 @@ async def test_the_app_prunes_idle_sessions_in_the_background(sqlite_url: str) -
             session = RawSession(http, f"{base_url}/mcp")
             await session.open()
             await session.call_tool(1, "count", label="I", steps=2)
+            await app.state.eventstore_binding.worker.flush()
             assert await store.stream_count(session.session_id) == 2
 
             async def pruned() -> bool:

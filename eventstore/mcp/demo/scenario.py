@@ -209,7 +209,9 @@ class _Driver:
         run.resumed_with = self.gate.resumes_of(run.session_id)
 
     async def _stored(self, session_id: str, stream: str) -> list[StoredEvent]:
-        """The stream as the session's adapter stores it."""
+        """The stream as the session's adapter stores it, every queued write committed."""
+        if self.binding.worker is not None:
+            await self.binding.worker.flush()
         adapter = self.binding.adapter(session_id)
         storage_session = adapter.session_id if adapter is not None else session_id
         return await self.store.get_stream_events(storage_session, stream)
