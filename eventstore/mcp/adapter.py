@@ -124,6 +124,10 @@ class SessionEventStore(SdkEventStore):
         queued.add_done_callback(settled)
 
     def _lose(self, request: StoreEvent, error: BaseException) -> None:
+        if request.stream_id in self._broken:
+            # An outage fails every queued write at once: one warning per stream.
+            log.debug("session %s: also lost event %s", self.session_id, request.event_id)
+            return
         self._broken.add(request.stream_id)
         log.warning(
             "session %s: could not store event %s of stream %r; the stream can no longer "
