@@ -1,8 +1,9 @@
 """How much work the randomised tests do: one switch for CI and for a long soak.
 
-``EVENTSTORE_HYPOTHESIS_PROFILE`` picks the hypothesis budget: ``default`` (what ``pytest``
-and ``.ci/run`` use: seconds per backend) or ``thorough`` (five times the examples, longer
-runs: minutes per backend). Applied per test, so other suites keep their own hypothesis settings.
+``EVENTSTORE_HYPOTHESIS_PROFILE`` picks the hypothesis budget: ``default`` (what
+``pytest`` and ``.ci/run`` use: seconds per backend) or ``thorough`` (ten times the
+examples, longer runs: minutes per backend). Applied per test, so other suites keep
+their own hypothesis settings.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ PROFILE_ENV = "EVENTSTORE_HYPOTHESIS_PROFILE"
 
 _PROFILES = {
     "default": settings(
-        max_examples=30,
+        max_examples=20,
         stateful_step_count=25,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     ),
     "thorough": settings(
-        max_examples=150,
+        max_examples=200,
         stateful_step_count=40,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],

@@ -101,7 +101,8 @@ async def _check(
                 (ack.event_id, ack.seq, ack.data) for ack in expected
             ], f"{stream}: retained events differ from the newest acknowledged ones"
         assert await store.stream_count(LAYOUT.session_id) == len(LAYOUT.caps)
-    assert reader.violations == []
+    retries = sum(report.retries for report in writer_reports)
+    assert reader.violations == [], f"{reader} (writers retried {retries} times)"
     # The reader really raced the writers: it replayed streams mid-growth and resumed.
     assert reader.partial_views > 0 and reader.resumes > 0
 
