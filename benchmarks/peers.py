@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from eventsourcing.persistence import AggregateRecorder, StoredEvent
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
@@ -34,6 +35,7 @@ from benchmarks import report, workload
 from benchmarks.context import Bench
 from benchmarks.dataset import DIALECTS, LABELS, new_database, open_sql_store
 from benchmarks.measure import Latencies, Rates, latencies_in_turns, rates_in_turns
+from benchmarks.pgserver import driver_dsn
 from benchmarks.writers import StoreWriter
 from eventstore import SqlEventStore
 from eventstore.codec import encode_data
@@ -119,6 +121,14 @@ async def measure(bench: Bench) -> list[PeerRows]:
                 rates[size] = await rates_in_turns(
                     writers, rounds=bench.rounds, seconds=bench.seconds
                 )
+            if dialect == "postgresql":
+                # Steady state, as autovacuum would leave it: statistics of the tables
+                # the appends just grew from nothing.
+                conn = await asyncpg.connect(driver_dsn(url))
+                try:
+                    await conn.execute("ANALYZE")
+                finally:
+                    await conn.close()
             results.append(PeerRows(dialect, rates, await _replay(bench, writers)))
         finally:
             await store.close()
