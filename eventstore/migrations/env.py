@@ -12,8 +12,9 @@ Where the database is, first match wins:
 The history records itself in its own version table, and autogenerate compares only the
 store's own tables, so it shares a database with a host application's Alembic history.
 PostgreSQL runs one transaction per revision, because revisions commit long work in
-steps; SQLite runs the whole upgrade in one ``BEGIN IMMEDIATE`` transaction, so two
-processes creating the same new file serialise instead of racing.
+steps; SQLite runs the whole upgrade in one ``BEGIN IMMEDIATE`` transaction (given an
+engine of :func:`eventstore.sql.engine.create_engine`, which issues it), so two processes
+creating the same new file serialise instead of racing.
 """
 
 from __future__ import annotations

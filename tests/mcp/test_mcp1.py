@@ -33,8 +33,12 @@ def requirements() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def mcp1_python(request: pytest.FixtureRequest) -> Iterator[Path]:
-    home = Path(request.config.cache.mkdir("mcp1-venv"))
+def mcp1_python(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    # Without pytest's cache (``-p no:cacheprovider``) the venv is built for this run only.
+    cache = getattr(request.config, "cache", None)
+    home = Path(cache.mkdir("mcp1-venv")) if cache else tmp_path_factory.mktemp("mcp1-venv")
     wanted = "\n".join([sys.version, *requirements()])
     with open(home / "lock", "w") as lock:
         # Engineers run the suite concurrently; one builds, the others wait.
