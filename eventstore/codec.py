@@ -85,9 +85,10 @@ def encode_data(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> str:
             "(max_event_bytes)"
         )
     # The encoder turns tuples into lists and int/bool/None keys into strings; storing
-    # that would replay a value other than the one given.
+    # that would replay a value other than the one given. Decoded as a replay decodes it
+    # (orjson where it is exact: several times faster than json.loads, on every write).
     try:
-        exact = json.loads(text) == data
+        exact = decode_data(text) == data
     except RecursionError:
         raise InvalidInputError("data is nested too deeply to encode as JSON") from None
     if not exact:
