@@ -61,9 +61,12 @@ def create_engine(
             engine, busy_timeout_ms=sqlite_busy_timeout_ms, synchronous=sqlite_synchronous
         )
         return engine
-    engine_options.setdefault("pool_pre_ping", True)
+    # Unless the caller chose pool_pre_ping, only connections left idle are pinged.
+    explicit_pre_ping = "pool_pre_ping" in engine_options
     engine = create_async_engine(parsed, **engine_options)
-    postgresql.configure_engine(engine)
+    postgresql.configure_engine(
+        engine, ping_idle_after=None if explicit_pre_ping else postgresql.PING_IDLE_SECONDS
+    )
     return engine
 
 

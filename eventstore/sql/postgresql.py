@@ -1,17 +1,22 @@
-"""Everything PostgreSQL-specific: trigger DDL, upsert, engine options."""
+"""Everything PostgreSQL-specific: trigger DDL, upsert, the append SQL, engine options."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as upsert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 __all__ = [
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
     "DROP_TRIGGERS",
+    "PING_IDLE_SECONDS",
     "READ_OPTIONS",
+    "append_events",
     "configure_engine",
     "is_unique_violation",
     "upsert",
@@ -104,8 +109,99 @@ DROP_TRIGGERS: list[str] = [
 ]
 
 
-def configure_engine(engine: Any) -> None:
-    """Nothing to hook on PostgreSQL; kept so both dialect modules have one shape."""
+# One statement, one round trip, one prepared statement for every batch size (arrays, not
+# a VALUES list): reserve seqs on the head rows, insert the events with seqs computed
+# from the reserved range, return the heads. The head rows are upserted in sorted order,
+# so concurrent batches lock them in the same order (no deadlocks); the events keep the
+# batch's order. The statement-level trim trigger fires once, after both inserts.
+_APPEND = """
+WITH heads AS (
+    INSERT INTO event_streams AS h
+        (session_id, stream_id, last_seq, first_seq, created_at, updated_at)
+    SELECT s.session_id, s.stream_id, s.added, 1, $1, $1
+    FROM unnest($2::text[], $3::text[], $4::bigint[]) AS s(session_id, stream_id, added)
+    ORDER BY s.session_id, s.stream_id
+    ON CONFLICT (session_id, stream_id)
+    DO UPDATE SET last_seq = h.last_seq + EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at
+    RETURNING h.session_id, h.stream_id, h.last_seq
+), appended AS (
+    INSERT INTO events (session_id, stream_id, seq, event_id, data, timestamp)
+    SELECT r.session_id, r.stream_id, heads.last_seq - r.later, r.event_id, r.data, r.ts
+    FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[])
+         WITH ORDINALITY AS r(session_id, stream_id, event_id, data, ts, later, position)
+    JOIN heads ON heads.session_id = r.session_id AND heads.stream_id = r.stream_id
+    ORDER BY r.position
+)
+SELECT session_id, stream_id, last_seq FROM heads
+"""
+
+
+async def append_events(
+    conn: AsyncConnection,
+    counts: list[tuple[tuple[str, str], int]],
+    rows: list[tuple[str, str, str, str, int, int]],
+    now: int,
+) -> dict[tuple[str, str], int]:
+    """Reserve seqs and insert ``rows``; return each stream's ``last_seq`` afterwards.
+
+    ``counts`` holds each stream's number of new events, sorted; ``rows`` are
+    ``(session_id, stream_id, event_id, data, timestamp, later)``, where ``later`` counts
+    the rows of the same stream after this one. A row's seq is ``last_seq - later``.
+    """
+    streams = [stream for stream, _ in counts]
+    columns = list(zip(*rows, strict=True))
+    result = await conn.exec_driver_sql(
+        _APPEND,
+        (
+            now,
+            [session_id for session_id, _ in streams],
+            [stream_id for _, stream_id in streams],
+            [count for _, count in counts],
+            *(list(column) for column in columns),
+        ),
+    )
+    return {(row.session_id, row.stream_id): row.last_seq for row in result}
+
+
+#: A pooled connection that sat unused for longer than this is pinged before it is used.
+PING_IDLE_SECONDS = 1.0
+
+_IDLE_SINCE = "eventstore_idle_since"
+
+
+def configure_engine(engine: AsyncEngine, *, ping_idle_after: float | None) -> None:
+    """Ping a pooled connection before use only if it sat idle ``ping_idle_after`` seconds.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout, and its asyncpg ping is three
+    round trips (BEGIN, an empty query, ROLLBACK): as many as the whole write
+    transaction, which doubled its time. A connection returned moments ago is alive
+    unless the server went away in between; then the statement fails as a disconnect,
+    SQLAlchemy discards the pool's connections, and the caller gets
+    ``StoreUnavailableError`` with nothing written (the worker retries it). Connections
+    left idle -- where servers, proxies and firewalls drop them -- are still pinged, and
+    a dead one is replaced before use. ``None`` installs nothing.
+    """
+    if ping_idle_after is None:
+        return
+    sync_engine = engine.sync_engine
+    dialect = sync_engine.dialect
+
+    @event.listens_for(sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < ping_idle_after:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # The pool discards this connection and checks out another.
+                raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+            raise
 
 
 def is_unique_violation(error: DBAPIError) -> bool:

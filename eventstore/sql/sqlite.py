@@ -1,20 +1,24 @@
-"""Everything SQLite-specific: trigger DDL, upsert, connection setup."""
+"""Everything SQLite-specific: trigger DDL, upsert, the append SQL, connection setup."""
 
 from __future__ import annotations
 
+import sqlite3
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as upsert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import await_
 
 __all__ = [
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
     "DROP_TRIGGERS",
     "READ_OPTIONS",
+    "append_events",
     "configure_engine",
     "is_unique_violation",
     "upsert",
@@ -58,6 +62,70 @@ END
 
 DROP_TRIGGERS: list[str] = ["DROP TRIGGER IF EXISTS eventstore_trim_streams"]
 
+# The append goes straight to aiosqlite, inside the transaction SQLAlchemy began: one
+# thread hop per statement, where SQLAlchemy's adapted cursor takes three or four
+# (cursor, execute, fetch, close) plus its own per-statement Python. Measured on 64-event
+# batches, that halved the append (about 4 ms to 2 ms). The SQL is constant text with
+# placeholders only.
+_INSERT_EVENT = (
+    "INSERT INTO events (session_id, stream_id, seq, event_id, data, timestamp) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+@lru_cache(maxsize=64)
+def _reserve_seqs(streams: int) -> str:
+    """Add each stream's new-event count to its head row (made by its first event)."""
+    # Only placeholders are spliced in; the values are bound.
+    values = ", ".join(["(?, ?, ?, 1, ?, ?)"] * streams)
+    return (
+        "INSERT INTO event_streams AS h "  # noqa: S608
+        "(session_id, stream_id, last_seq, first_seq, created_at, updated_at) "
+        f"VALUES {values} "
+        "ON CONFLICT (session_id, stream_id) DO UPDATE "
+        "SET last_seq = h.last_seq + excluded.last_seq, updated_at = excluded.updated_at "
+        "RETURNING session_id, stream_id, last_seq"
+    )
+
+
+async def append_events(
+    conn: AsyncConnection,
+    counts: list[tuple[tuple[str, str], int]],
+    rows: list[tuple[str, str, str, str, int, int]],
+    now: int,
+) -> dict[tuple[str, str], int]:
+    """Reserve seqs and insert ``rows``; return each stream's ``last_seq`` afterwards.
+
+    ``counts`` holds each stream's number of new events, sorted; ``rows`` are
+    ``(session_id, stream_id, event_id, data, timestamp, later)``, where ``later`` counts
+    the rows of the same stream after this one. A row's seq is ``last_seq - later``.
+    Two statements: SQLite has no data-modifying CTE.
+    """
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    params: list[Any] = []
+    for (session_id, stream_id), count in counts:
+        params += (session_id, stream_id, count, now, now)
+    statement = _reserve_seqs(len(counts))
+    try:
+        heads = {
+            (session_id, stream_id): last
+            for session_id, stream_id, last in await driver.execute_fetchall(statement, params)
+        }
+        statement = _INSERT_EVENT
+        await driver.executemany(
+            statement,
+            [
+                (session_id, stream_id, heads[session_id, stream_id] - later, event_id, data, ts)
+                for session_id, stream_id, event_id, data, ts, later in rows
+            ],
+        )
+    except sqlite3.Error as exc:
+        # The error SQLAlchemy would have raised, so callers handle one kind.
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+    return heads
+
+
 _SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 
@@ -92,7 +160,18 @@ def configure_engine(
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         if not conn.get_execution_options().get("eventstore_read"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # On the driver: one thread hop, where exec_driver_sql takes three.
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            _driver_call(driver.execute, "BEGIN IMMEDIATE")
+
+
+def _driver_call(method: Any, statement: str) -> Any:
+    """Await an aiosqlite call from SQLAlchemy's sync side, raising as SQLAlchemy would."""
+    try:
+        return await_(method(statement))
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
 
 def is_unique_violation(error: DBAPIError) -> bool:

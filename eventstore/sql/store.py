@@ -100,22 +100,6 @@ _EXISTING_IN_SESSION = select(
     _ev.session_id == bindparam("session_id"),
     _ev.event_id.in_(bindparam("event_ids", expanding=True)),
 )
-# RETURNING makes SQLAlchemy send a batch as one multi-row INSERT ("insertmanyvalues")
-# rather than one execution per row: one round trip, and PostgreSQL's statement-level
-# retention trigger fires once per batch instead of once per event.
-_INSERT_EVENTS = events.insert().returning(_ev.id)
-
-
-def _reserve_seqs(dialect: ModuleType) -> Any:
-    """Add each stream's new-event count to its head row (created by its first event)."""
-    statement = dialect.upsert(event_streams)
-    return statement.on_conflict_do_update(
-        index_elements=[_hd.session_id, _hd.stream_id],
-        set_={
-            "last_seq": _hd.last_seq + statement.excluded.last_seq,
-            "updated_at": statement.excluded.updated_at,
-        },
-    ).returning(_hd.session_id, _hd.stream_id, _hd.last_seq)
 
 
 @dataclass(slots=True)
@@ -195,7 +179,6 @@ class SqlEventStore(EventStore):
         self.max_event_bytes = check_max_event_bytes(max_event_bytes)
         self._dialect = dialect
         self._reader = engine.execution_options(**dialect.READ_OPTIONS)
-        self._reserve_seqs = _reserve_seqs(dialect)
         self._owns_engine = owns_engine
         self._closed = False
 
@@ -360,32 +343,39 @@ class SqlEventStore(EventStore):
                 results[item.index] = DuplicateEventError(item.session_id, item.event_id)
         if not fresh:
             return
-        seqs = await self._allocate(conn, fresh, now)
+        # Each row carries how many rows of its stream follow it in this batch: its seq
+        # is then the stream's last_seq after the batch minus that.
+        counts: dict[tuple[str, str], int] = {}
+        for item in fresh:
+            stream = (item.session_id, item.stream_id)
+            counts[stream] = counts.get(stream, 0) + 1
+        seen: dict[tuple[str, str], int] = {}
         rows = []
         for item in fresh:
             stream = (item.session_id, item.stream_id)
-            seq = seqs[stream]
-            seqs[stream] = seq + 1
+            seen[stream] = rank = seen.get(stream, 0) + 1
             timestamp = now if item.timestamp is None else item.timestamp
-            results[item.index] = StoredEvent(
-                id=item.event_id,
-                stream_id=item.stream_id,
-                data=item.data,
-                timestamp=timestamp,
-                session_id=item.session_id,
-                seq=seq,
-            )
             rows.append(
-                {
-                    "session_id": item.session_id,
-                    "stream_id": item.stream_id,
-                    "seq": seq,
-                    "event_id": item.event_id,
-                    "data": item.text,
-                    "timestamp": timestamp,
-                }
+                (
+                    item.session_id,
+                    item.stream_id,
+                    item.event_id,
+                    item.text,
+                    timestamp,
+                    counts[stream] - rank,
+                )
             )
-        await conn.execute(_INSERT_EVENTS, rows)
+        # Sorted, so concurrent batches lock head rows in the same order: no deadlocks.
+        heads = await self._dialect.append_events(conn, sorted(counts.items()), rows, now)
+        for item, (_, _, _, _, timestamp, later) in zip(fresh, rows, strict=True):
+            results[item.index] = StoredEvent(
+                item.event_id,
+                item.stream_id,
+                item.data,
+                timestamp,
+                item.session_id,
+                heads[item.session_id, item.stream_id] - later,
+            )
 
     async def _existing(
         self, conn: AsyncConnection, pending: list[_Pending]
@@ -421,40 +411,6 @@ class SqlEventStore(EventStore):
             for row in rows:
                 found[(row.session_id, row.event_id)] = row
         return found
-
-    async def _allocate(
-        self, conn: AsyncConnection, fresh: list[_Pending], now: int
-    ) -> dict[tuple[str, str], int]:
-        """Reserve seqs on each stream's head row; return the first new seq per stream."""
-        counts: dict[tuple[str, str], int] = {}
-        for item in fresh:
-            stream = (item.session_id, item.stream_id)
-            counts[stream] = counts.get(stream, 0) + 1
-        # Sorted, so concurrent batches lock head rows in the same order: no deadlocks.
-        ordered = sorted(counts.items())
-        # A list of parameter sets, not .values([...]): SQLAlchemy then renders one cached
-        # statement as multi-row VALUES ("insertmanyvalues") instead of compiling a new
-        # statement for every batch size.
-        rows = await conn.execute(
-            self._reserve_seqs,
-            [
-                {
-                    "session_id": session_id,
-                    "stream_id": stream_id,
-                    "last_seq": count,
-                    "first_seq": 1,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for (session_id, stream_id), count in ordered
-            ],
-        )
-        return {
-            (row.session_id, row.stream_id): row.last_seq
-            - counts[(row.session_id, row.stream_id)]
-            + 1
-            for row in rows
-        }
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -1,0 +1,73 @@
+"""PostgreSQL pooled connections: pinged when they sat idle, not on every checkout."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import NullPool, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from eventstore import SqlEventStore, StoreUnavailableError, open_store
+from eventstore.sql.postgresql import PING_IDLE_SECONDS
+
+
+async def _backend_pids(store: SqlEventStore) -> set[int]:
+    async with store.engine.connect() as conn:
+        own = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        pids = await conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        return {own, *(row[0] for row in pids)}
+
+
+async def _terminate(url: str, pids: set[int]) -> None:
+    """End the store's server connections from outside, as a server restart would."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            for pid in pids:
+                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_that_died_while_idle_is_replaced_before_use(
+    postgres_url: str,
+) -> None:
+    async with open_store(postgres_url) as store:
+        assert isinstance(store, SqlEventStore)
+        await store.store_event("s", "a", "e1", 1)
+        await _terminate(postgres_url, await _backend_pids(store))
+        await asyncio.sleep(PING_IDLE_SECONDS + 0.2)
+        # No error: the checkout pings the idle connection and replaces it.
+        stored = await store.store_event("s", "a", "e2", 2)
+        assert stored.seq == 2
+
+
+async def test_a_connection_that_died_moments_ago_fails_one_call_cleanly(
+    postgres_url: str,
+) -> None:
+    async with open_store(postgres_url) as store:
+        assert isinstance(store, SqlEventStore)
+        await store.store_event("s", "a", "e1", 1)
+        await _terminate(postgres_url, await _backend_pids(store))
+        # Not pinged (used moments ago): the write meets the dead connection, raises the
+        # retryable error and writes nothing; the pool drops its dead connections.
+        with pytest.raises(StoreUnavailableError):
+            await store.store_event("s", "a", "e2", 2)
+        stored = await store.store_event("s", "a", "e2", 2)
+        assert stored.seq == 2
+        assert [e.id for e in await store.get_stream_events("s", "a")] == ["e1", "e2"]
+
+
+async def test_an_explicit_pool_pre_ping_pings_every_checkout(postgres_url: str) -> None:
+    async with open_store(postgres_url, pool_pre_ping=True) as store:
+        assert isinstance(store, SqlEventStore)
+        await store.store_event("s", "a", "e1", 1)
+        await _terminate(postgres_url, await _backend_pids(store))
+        stored = await store.store_event("s", "a", "e2", 2)
+        assert stored.seq == 2
