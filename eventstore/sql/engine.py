@@ -56,9 +56,15 @@ def create_engine(
                 "an in-memory SQLite database is private to one connection; "
                 "use memory:// for an in-process store or give a file path"
             )
+        # Unless the caller chose a reset, only a transaction left open is rolled back.
+        explicit_reset = "pool_reset_on_return" in engine_options
+        engine_options.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(parsed, **engine_options)
         sqlite.configure_engine(
-            engine, busy_timeout_ms=sqlite_busy_timeout_ms, synchronous=sqlite_synchronous
+            engine,
+            busy_timeout_ms=sqlite_busy_timeout_ms,
+            synchronous=sqlite_synchronous,
+            reset_open_transactions=not explicit_reset,
         )
         return engine
     # Unless the caller chose pool_pre_ping, only connections left idle are pinged.

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as upsert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import await_
 
 __all__ = [
@@ -130,7 +131,11 @@ _SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 
 def configure_engine(
-    engine: AsyncEngine, *, busy_timeout_ms: int = 10_000, synchronous: str = "FULL"
+    engine: AsyncEngine,
+    *,
+    busy_timeout_ms: int = 10_000,
+    synchronous: str = "FULL",
+    reset_open_transactions: bool = False,
 ) -> None:
     """WAL, a busy timeout, and an explicit ``BEGIN IMMEDIATE`` for every write transaction.
 
@@ -139,6 +144,11 @@ def configure_engine(
     IMMEDIATE`` takes the write lock up front, so writers queue on ``busy_timeout``.
     Reads (connections with :data:`READ_OPTIONS`) get no BEGIN: each SELECT is its own
     consistent snapshot.
+
+    With ``reset_open_transactions`` (for an engine made with
+    ``pool_reset_on_return=None``), a connection going back to the pool is rolled back
+    only if a transaction is still open on it. The pool's own reset rolls back every
+    time: a thread hop on aiosqlite after each commit and each read, for nothing.
     """
     mode = synchronous.upper()
     if mode not in _SYNCHRONOUS_MODES:
@@ -156,6 +166,19 @@ def configure_engine(
         for pragma in pragmas:
             cursor.execute(pragma)
         cursor.close()
+
+    if reset_open_transactions:
+
+        @event.listens_for(engine.sync_engine, "reset")
+        def _on_reset(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+            # in_transaction is read without a hop; not asyncio-safe means the pool is
+            # discarding the connection outside the event loop and must not await.
+            if (
+                state.asyncio_safe
+                and not state.transaction_was_reset
+                and record.driver_connection.in_transaction
+            ):
+                dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
