@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
@@ -154,6 +154,15 @@ def check_requests(requests: object) -> list[Any]:
             f"requests must be a list of write requests, not {type(requests).__name__}"
         )
     return list(requests)
+
+
+def check_session_ids(session_ids: object) -> set[str]:
+    """Validate a collection of session ids (not a lone ``str``); return them as a set."""
+    if isinstance(session_ids, (str, bytes)) or not isinstance(session_ids, Collection):
+        raise InvalidInputError(
+            f"session_ids must be a collection of str, not {type(session_ids).__name__}"
+        )
+    return {check_id("session_id", session_id) for session_id in session_ids}
 
 
 def check_idle_ms(idle_ms: object) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from eventstore.clock import now_ms
 from eventstore.codec import (
@@ -13,6 +13,7 @@ from eventstore.codec import (
     check_limit,
     check_max_event_bytes,
     check_requests,
+    check_session_ids,
     check_timestamp,
     decode_data,
     encode_data,
@@ -341,6 +342,20 @@ class InMemoryEventStore(EventStore):
         for session_id in idle:
             del self._sessions[session_id]
         return len(idle)
+
+    async def touch_sessions(self, session_ids: Collection[str]) -> int:
+        self._check_open()
+        ids = check_session_ids(session_ids)
+        now = now_ms()
+        touched = 0
+        for session_id in ids:
+            session = self._sessions.get(session_id)
+            if session is None:
+                continue
+            for stream in session.streams.values():
+                stream.updated_at = now
+                touched += 1
+        return touched
 
     async def close(self) -> None:
         self._closed = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -182,6 +182,16 @@ class EventStore(ABC):
         """Drop every session none of whose streams changed in the last ``idle_ms``.
 
         Returns how many sessions were removed. Meant for sessions the client abandoned.
+        """
+
+    @abstractmethod
+    async def touch_sessions(self, session_ids: Collection[str]) -> int:
+        """Mark every stream of these sessions as changed now; return how many streams.
+
+        A server calls it for the sessions it still serves, so that
+        :meth:`prune_idle_sessions` (its own, another replica's, or a cron job's) never
+        drops a live session that merely had nothing to send. Unknown sessions are
+        skipped.
         """
 
     @abstractmethod

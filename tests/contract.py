@@ -422,11 +422,28 @@ class EventStoreContract:
 
     async def test_prune_idle_sessions(self, store: EventStore) -> None:
         await store.store_event("old", "a", "1", 1)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
         await store.store_event("new", "a", "1", 1)
-        assert await store.prune_idle_sessions(25) == 1
+        assert await store.prune_idle_sessions(150) == 1
         assert await store.stream_count("old") == 0
         assert await store.stream_count("new") == 1
+        assert await store.get_stream_events("old", "a") == []
+
+    async def test_touched_sessions_survive_pruning(self, store: EventStore) -> None:
+        await store.store_event("live", "a", "1", 1)
+        await store.store_event("live", "b", "2", 2)
+        await store.store_event("gone", "a", "1", 1)
+        await asyncio.sleep(0.3)
+        assert await store.touch_sessions(["live", "never-seen"]) == 2
+        assert await store.prune_idle_sessions(150) == 1
+        assert await store.stream_count("live") == 2
+        assert await store.stream_count("gone") == 0
+        assert [e.id for e in await store.get_stream_events("live", "b")] == ["2"]
+        assert await store.touch_sessions([]) == 0
+        with pytest.raises(InvalidInputError):
+            await store.touch_sessions("live")
+        with pytest.raises(InvalidInputError):
+            await store.touch_sessions(["live", ""])
 
     async def test_closed_store_refuses_work(self) -> None:
         store = await self.open_store()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, update
+from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -22,6 +22,7 @@ from eventstore.codec import (
     check_limit,
     check_max_event_bytes,
     check_requests,
+    check_session_ids,
     check_timestamp,
     decode_data,
     encode_data,
@@ -94,6 +95,12 @@ _STREAM_LIMITED = _STREAM.limit(bindparam("limit"))
 _STREAM_COUNT = select(func.count()).where(_hd.session_id == bindparam("session_id"))
 # Statements of the write path are built once: building and cache-keying a fresh
 # statement for every append cost more than executing it.
+_DELETE_STREAM_EVENTS = delete(events).where(
+    tuple_(_ev.session_id, _ev.stream_id).in_(bindparam("keys", expanding=True))
+)
+_DELETE_STREAM_HEADS = delete(event_streams).where(
+    tuple_(_hd.session_id, _hd.stream_id).in_(bindparam("keys", expanding=True))
+)
 _EXISTING_IN_SESSION = select(
     _ev.session_id, _ev.event_id, _ev.stream_id, _ev.seq, _ev.data, _ev.timestamp
 ).where(
@@ -237,20 +244,14 @@ class SqlEventStore(EventStore):
         if isinstance(request, ClearStream):
             session_id = check_id("session_id", request.session_id)
             stream_id = check_id("stream_id", request.stream_id)
-            removed = await conn.execute(
-                delete(events).where(_ev.session_id == session_id, _ev.stream_id == stream_id)
+            locked = await self._lock_heads(
+                conn, and_(_hd.session_id == session_id, _hd.stream_id == stream_id)
             )
-            await conn.execute(
-                delete(event_streams).where(
-                    _hd.session_id == session_id, _hd.stream_id == stream_id
-                )
-            )
-            return int(removed.rowcount)
+            return await self._drop_streams(conn, [key for key, _ in locked])
         if isinstance(request, ClearSession):
             session_id = check_id("session_id", request.session_id)
-            removed = await conn.execute(delete(events).where(_ev.session_id == session_id))
-            await conn.execute(delete(event_streams).where(_hd.session_id == session_id))
-            return int(removed.rowcount)
+            locked = await self._lock_heads(conn, _hd.session_id == session_id)
+            return await self._drop_streams(conn, [key for key, _ in locked])
         if isinstance(request, UpdateLastEventId):
             session_id = check_id("session_id", request.session_id)
             stream_id = check_id("stream_id", request.stream_id)
@@ -264,6 +265,38 @@ class SqlEventStore(EventStore):
                 raise InvalidInputError(f"stream {stream_id!r} does not exist in this session")
             return None
         raise InvalidInputError(f"not a write request: {request!r}")
+
+    async def _lock_heads(
+        self, conn: AsyncConnection, where: Any
+    ) -> list[tuple[tuple[str, str], int]]:
+        """Lock the head rows matching ``where``; return their keys and ``updated_at``.
+
+        Rows are locked in the order appends lock them, so a clear never deadlocks with a
+        writer, and a stream's events are only ever changed under its head's lock: a
+        writer that committed before the lock is seen whole, one after it starts a new
+        stream. (SQLite writers are serialised already; it has no row locks.)
+        """
+        rows = await conn.execute(
+            select(_hd.session_id, _hd.stream_id, _hd.updated_at)
+            .where(where)
+            .order_by(_hd.session_id, _hd.stream_id)
+            .with_for_update()
+        )
+        return [((session_id, stream_id), updated) for session_id, stream_id, updated in rows]
+
+    async def _drop_streams(self, conn: AsyncConnection, streams: list[tuple[str, str]]) -> int:
+        """Delete the events and head rows of ``streams`` (locked); return events removed.
+
+        Only locked streams are touched: a stream a concurrent writer creates meanwhile
+        keeps its head and its events together.
+        """
+        removed = 0
+        for start in range(0, len(streams), _LOOKUP_CHUNK):
+            keys = streams[start : start + _LOOKUP_CHUNK]
+            result = await conn.execute(_DELETE_STREAM_EVENTS, {"keys": keys})
+            removed += int(result.rowcount)
+            await conn.execute(_DELETE_STREAM_HEADS, {"keys": keys})
+        return removed
 
     def _validate(
         self, run: list[tuple[int, StoreEvent]], results: list[ApplyResult]
@@ -588,18 +621,46 @@ class SqlEventStore(EventStore):
             .group_by(_hd.session_id)
             .having(func.max(_hd.updated_at) < horizon)
         )
+        pruned = 0
         try:
             async with self.engine.begin() as conn:
                 sessions = [row[0] for row in await conn.execute(idle)]
                 for start in range(0, len(sessions), _LOOKUP_CHUNK):
-                    chunk = sessions[start : start + _LOOKUP_CHUNK]
-                    await conn.execute(delete(events).where(_ev.session_id.in_(chunk)))
-                    await conn.execute(delete(event_streams).where(_hd.session_id.in_(chunk)))
+                    locked = await self._lock_heads(
+                        conn, _hd.session_id.in_(sessions[start : start + _LOOKUP_CHUNK])
+                    )
+                    # A stream written since the idle query is locked in its new state:
+                    # its session is active again and stays.
+                    active = {key[0] for key, updated in locked if updated >= horizon}
+                    streams = [key for key, _ in locked if key[0] not in active]
+                    await self._drop_streams(conn, streams)
+                    pruned += len({session_id for session_id, _ in streams})
         except DBAPIError as exc:
             raise self._translate(exc) from exc
         except (OSError, PoolTimeoutError) as exc:
             raise _unreachable(exc) from exc
-        return len(sessions)
+        return pruned
+
+    async def touch_sessions(self, session_ids: Collection[str]) -> int:
+        self._check_open()
+        ids = sorted(check_session_ids(session_ids))
+        touched = 0
+        try:
+            async with self.engine.begin() as conn:
+                now = now_ms()
+                for start in range(0, len(ids), _LOOKUP_CHUNK):
+                    chunk = _hd.session_id.in_(ids[start : start + _LOOKUP_CHUNK])
+                    locked = await self._lock_heads(conn, chunk)
+                    if locked:
+                        await conn.execute(
+                            update(event_streams).where(chunk).values(updated_at=now)
+                        )
+                    touched += len(locked)
+        except DBAPIError as exc:
+            raise self._translate(exc) from exc
+        except (OSError, PoolTimeoutError) as exc:
+            raise _unreachable(exc) from exc
+        return touched
 
     # -- lifecycle ------------------------------------------------------------------------
 
