@@ -14,6 +14,7 @@ __all__ = [
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
     "DROP_TRIGGERS",
+    "LOCK_FOR_STORE_WIDE_CAP",
     "PING_IDLE_SECONDS",
     "READ_OPTIONS",
     "append_events",
@@ -24,6 +25,13 @@ __all__ = [
 
 #: Reads are single statements: one snapshot each, no BEGIN/COMMIT round trips.
 READ_OPTIONS: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+
+#: Taken by a store-wide cap change before it trims: it waits for the appends in flight
+#: and holds new ones back until it commits. Appends read the cap when their statement
+#: starts; without the lock one could commit under the old cap after the trim, and the
+#: trim's own view of a head could be older than the head it then moves. Readers are not
+#: blocked. Per-stream changes lock only that stream's head row instead.
+LOCK_FOR_STORE_WIDE_CAP: str | None = "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"
 
 #: A long read through a server-side cursor (export): asyncpg cursors need a
 #: transaction, so a read-only one instead of autocommit.

@@ -18,6 +18,7 @@ __all__ = [
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
     "DROP_TRIGGERS",
+    "LOCK_FOR_STORE_WIDE_CAP",
     "READ_OPTIONS",
     "append_events",
     "configure_engine",
@@ -31,6 +32,9 @@ READ_OPTIONS: dict[str, Any] = {"eventstore_read": True}
 #: A long read through a cursor (export): no BEGIN IMMEDIATE, so it never blocks writers;
 #: the open SELECT is its own consistent snapshot.
 CURSOR_OPTIONS: dict[str, Any] = READ_OPTIONS
+
+#: Write transactions are serialised by BEGIN IMMEDIATE already.
+LOCK_FOR_STORE_WIDE_CAP: str | None = None
 
 # The cap of the stream NEW belongs to: its own max_events, else the store-wide setting.
 _CAP_OF_NEW = """COALESCE(

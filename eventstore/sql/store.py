@@ -560,7 +560,8 @@ class SqlEventStore(EventStore):
             async with self.engine.begin() as conn:
                 scope: Any
                 if store_wide:
-                    await self._write_setting(conn, limit)
+                    if not await self._change_setting(conn, limit):
+                        return
                     scope = true()
                 else:
                     changed = await conn.execute(
@@ -579,13 +580,27 @@ class SqlEventStore(EventStore):
         except (OSError, PoolTimeoutError) as exc:
             raise _unreachable(exc) from exc
 
-    async def _write_setting(self, conn: AsyncConnection, limit: int | None) -> None:
+    async def _change_setting(self, conn: AsyncConnection, limit: int | None) -> bool:
+        """Write the store-wide cap; ``False`` (and no lock taken) if it is already set.
+
+        Every replica passes its cap to ``open_store`` at startup: an unchanged cap must
+        not stall the others' appends.
+        """
+        current = await conn.execute(
+            select(settings.c.max_events_per_stream).where(settings.c.id == 1).with_for_update()
+        )
+        row = current.first()
+        if (None if row is None else row[0]) == limit:
+            return False
+        if self._dialect.LOCK_FOR_STORE_WIDE_CAP is not None:
+            await conn.exec_driver_sql(self._dialect.LOCK_FOR_STORE_WIDE_CAP)
         statement = self._dialect.upsert(settings).values(id=1, max_events_per_stream=limit)
         await conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[settings.c.id], set_={"max_events_per_stream": limit}
             )
         )
+        return True
 
     async def _trim(self, conn: AsyncConnection, scope: Any) -> None:
         """Apply the current caps to existing streams (the trigger only sees inserts)."""
