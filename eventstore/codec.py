@@ -15,15 +15,21 @@ from typing import Any
 
 import orjson
 
-from eventstore.errors import InvalidInputError, PayloadTooLargeError
+from eventstore.errors import EventStoreError, InvalidInputError, PayloadTooLargeError
 
-#: Longest accepted session, stream or event id, in characters.
-MAX_ID_LENGTH = 1024
+#: Longest accepted session, stream or event id, in UTF-8 bytes. Two of them side by side
+#: stay well inside PostgreSQL's 2,704-byte limit for a btree index entry.
+MAX_ID_BYTES = 1024
+#: Deepest accepted nesting of lists and objects in ``data``. A fixed bound, so data
+#: accepted once can always be replayed, whatever the reader's own stack depth.
+MAX_NESTING = 256
+#: Largest retention cap (the database column is a 32-bit integer).
+MAX_CAP = 2**31 - 1
 #: Default largest accepted JSON encoding of ``data``, in UTF-8 bytes (16 MiB).
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
-# The SQL column is a signed 64-bit integer.
-_MAX_TIMESTAMP = 2**63 - 1
+# The SQL columns are signed 64-bit integers.
+_MAX_BIGINT = 2**63 - 1
 
 _compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ascii = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
@@ -40,22 +46,26 @@ def check_id(kind: str, value: object) -> str:
     """Return ``value`` if it is usable as a session, stream or event id, else raise.
 
     An id is a non-empty ``str`` that is not only whitespace, at most
-    :data:`MAX_ID_LENGTH` characters, without NUL and encodable as UTF-8.
+    :data:`MAX_ID_BYTES` bytes in UTF-8, without NUL and encodable as UTF-8.
     """
     if not isinstance(value, str):
         raise InvalidInputError(f"{kind} must be a str, not {type(value).__name__}")
     if not value or value.isspace():
         raise InvalidInputError(f"{kind} must not be empty or only whitespace")
-    if len(value) > MAX_ID_LENGTH:
+    if len(value) > MAX_ID_BYTES:
         raise InvalidInputError(
-            f"{kind} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}"
+            f"{kind} is {len(value)} characters long; the limit is {MAX_ID_BYTES} bytes"
         )
     if "\x00" in value:
         raise InvalidInputError(f"{kind} must not contain NUL characters")
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidInputError(f"{kind} contains a lone surrogate (not valid Unicode)") from None
+    if size > MAX_ID_BYTES:
+        raise InvalidInputError(
+            f"{kind} is {size} bytes long in UTF-8; the limit is {MAX_ID_BYTES} bytes"
+        )
     return value
 
 
@@ -64,16 +74,25 @@ def encode_data(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> str:
 
     Non-ASCII text is kept as is; only a value holding a lone surrogate (which UTF-8
     cannot carry) is written with ASCII escapes, so it still round-trips exactly.
-    ``NaN``, ``Infinity``, sets, arbitrary objects, nesting deeper than the
-    interpreter's recursion limit, and values JSON would silently change (tuples, dict
-    keys that are not ``str``) are rejected.
+    ``NaN``, ``Infinity``, sets, arbitrary objects, nesting deeper than
+    :data:`MAX_NESTING`, and values JSON would silently change (tuples, dict keys that
+    are not ``str``) are rejected.
     """
+    return encode_checked(data, max_bytes)[0]
+
+
+def encode_checked(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> tuple[str, Any]:
+    """:func:`encode_data`, and the value a replay of that text gives back."""
     try:
         text = _compact.encode(data)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"data is not a JSON value: {exc}") from None
     except RecursionError:
-        raise InvalidInputError("data is nested too deeply to encode as JSON") from None
+        raise InvalidInputError(_too_deep()) from None
+    # Counting brackets is an upper bound on the depth at C speed; only data with many
+    # of them pays for the exact walk.
+    if text.count("[") + text.count("{") > MAX_NESTING and _nesting(data) > MAX_NESTING:
+        raise InvalidInputError(_too_deep())
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
@@ -87,30 +106,58 @@ def encode_data(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> str:
     # The encoder turns tuples into lists and int/bool/None keys into strings; storing
     # that would replay a value other than the one given. Decoded as a replay decodes it
     # (orjson where it is exact: several times faster than json.loads, on every write).
-    try:
-        exact = decode_data(text) == data
-    except RecursionError:
-        raise InvalidInputError("data is nested too deeply to encode as JSON") from None
-    if not exact:
+    replayed = decode_data(text)
+    if replayed != data:
         raise InvalidInputError(
             "data would not replay as given: it holds a tuple or a dict key that is not a "
             "str (JSON has only lists and string keys); convert it first"
         )
-    return text
+    return text, replayed
+
+
+def _too_deep() -> str:
+    return f"data is nested more than {MAX_NESTING} levels deep"
+
+
+def _nesting(data: Any) -> int:
+    """How deeply lists and dicts nest in ``data`` (stops counting past the limit)."""
+    deepest = 0
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_NESTING:
+                return deepest
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def decode_data(text: str) -> Any:
-    """Decode text written by :func:`encode_data`."""
+    """Decode text written by :func:`encode_data`.
+
+    Text that is not JSON (a row written around the store, e.g. by a legacy writer)
+    raises :class:`~eventstore.errors.EventStoreError`.
+    """
     # orjson parses a typical event several times faster than json, which dominates a
     # replay's CPU time. It turns integers beyond 64 bits into floats, so text with 19
     # digits in a row goes to json, as does what orjson refuses (escaped lone
-    # surrogates, very deep nesting).
+    # surrogates).
     if _LONG_DIGITS.search(text) is None:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise EventStoreError(f"a stored event's data is not valid JSON: {exc}") from None
 
 
 def same_content(stored_text: str, data_text: str) -> bool:
@@ -130,7 +177,7 @@ def check_timestamp(timestamp: object) -> int | None:
     if (
         isinstance(timestamp, bool)
         or not isinstance(timestamp, int)
-        or not 0 <= timestamp <= _MAX_TIMESTAMP
+        or not 0 <= timestamp <= _MAX_BIGINT
     ):
         raise InvalidInputError(
             f"timestamp must be None or epoch milliseconds as an int >= 0, not {timestamp!r}"
@@ -142,8 +189,8 @@ def check_limit(limit: object) -> int | None:
     """Validate the ``limit`` of a read: ``None`` or a positive ``int``."""
     if limit is None:
         return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInputError(f"limit must be None or a positive int, not {limit!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _MAX_BIGINT:
+        raise InvalidInputError(f"limit must be None or a positive int below 2**63, not {limit!r}")
     return limit
 
 
@@ -167,8 +214,8 @@ def check_session_ids(session_ids: object) -> set[str]:
 
 def check_idle_ms(idle_ms: object) -> int:
     """Validate the idle time of ``prune_idle_sessions``: an ``int`` >= 0."""
-    if isinstance(idle_ms, bool) or not isinstance(idle_ms, int) or idle_ms < 0:
-        raise InvalidInputError(f"idle_ms must be a non-negative int, not {idle_ms!r}")
+    if isinstance(idle_ms, bool) or not isinstance(idle_ms, int) or not 0 <= idle_ms <= _MAX_BIGINT:
+        raise InvalidInputError(f"idle_ms must be a non-negative int below 2**63, not {idle_ms!r}")
     return idle_ms
 
 
@@ -183,6 +230,8 @@ def check_cap(cap: object) -> int | None:
     """Validate a retention cap: ``None`` (unlimited) or an ``int`` of at least 1."""
     if cap is None:
         return None
-    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-        raise InvalidInputError(f"max_events_per_stream must be None or an int >= 1, not {cap!r}")
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_CAP:
+        raise InvalidInputError(
+            f"max_events_per_stream must be None or an int from 1 to {MAX_CAP}, not {cap!r}"
+        )
     return cap

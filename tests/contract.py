@@ -25,6 +25,7 @@ from eventstore import (
     UnknownCursorError,
     UpdateLastEventId,
 )
+from eventstore.codec import MAX_NESTING
 
 
 class EventStoreContract:
@@ -271,12 +272,29 @@ class EventStoreContract:
         assert (await store.store_event("s", "a", "bad", "fine")).seq == 1
 
     async def test_deep_nesting_is_a_clear_error(self, store: EventStore) -> None:
-        deep: Any = "leaf"
-        for _ in range(10_000):
-            deep = [deep]
-        with pytest.raises(InvalidInputError, match="nested too deeply"):
-            await store.store_event("s", "a", "deep", deep)
+        for depth in (MAX_NESTING + 1, 10_000):
+            deep: Any = "leaf"
+            for _ in range(depth):
+                deep = [deep]
+            with pytest.raises(InvalidInputError, match=f"nested more than {MAX_NESTING}"):
+                await store.store_event("s", "a", "deep", deep)
         assert await store.stream_count("s") == 0
+
+    async def test_data_at_the_nesting_limit_replays_from_a_deep_stack(
+        self, store: EventStore
+    ) -> None:
+        # A 20-digit integer sends the decode to the json module, which recurses.
+        deep: Any = 2**64
+        for _ in range(MAX_NESTING):
+            deep = [deep]
+        await store.store_event("s", "a", "deep", deep)
+
+        async def read_from_depth(frames: int) -> list[Any]:
+            if frames:
+                return await read_from_depth(frames - 1)
+            return [e.data for e in await store.get_stream_events("s", "a")]
+
+        assert await read_from_depth(500) == [deep]
 
     async def test_oversize_payload_is_rejected(self) -> None:
         store = await self.open_store(max_event_bytes=1000)

@@ -25,7 +25,7 @@ from eventstore.codec import (
     check_session_ids,
     check_timestamp,
     decode_data,
-    encode_data,
+    encode_checked,
     same_content,
 )
 from eventstore.errors import (
@@ -111,7 +111,7 @@ _EXISTING_IN_SESSION = select(
 
 @dataclass(slots=True)
 class _Pending:
-    """A validated StoreEvent waiting for its seq."""
+    """A validated StoreEvent waiting for its seq (``data`` as a replay gives it back)."""
 
     index: int
     session_id: str
@@ -304,14 +304,18 @@ class SqlEventStore(EventStore):
         pending: list[_Pending] = []
         for index, request in run:
             try:
+                session_id = check_id("session_id", request.session_id)
+                stream_id = check_id("stream_id", request.stream_id)
+                event_id = check_id("event_id", request.event_id)
+                text, replayed = encode_checked(request.data, self.max_event_bytes)
                 pending.append(
                     _Pending(
                         index,
-                        check_id("session_id", request.session_id),
-                        check_id("stream_id", request.stream_id),
-                        check_id("event_id", request.event_id),
-                        request.data,
-                        encode_data(request.data, self.max_event_bytes),
+                        session_id,
+                        stream_id,
+                        event_id,
+                        replayed,
+                        text,
                         check_timestamp(request.timestamp),
                     )
                 )

@@ -22,7 +22,7 @@ from eventstore import (
     StoreEvent,
     UpdateLastEventId,
 )
-from eventstore.codec import MAX_ID_LENGTH
+from eventstore.codec import MAX_CAP, MAX_ID_BYTES, MAX_NESTING
 
 MIB = 1024 * 1024
 
@@ -48,7 +48,11 @@ BAD_IDS: dict[str, Any] = {
     "space": " ",
     "whitespace": "\t\n \r",
     "10kB": "x" * 10_000,
-    "one-over-limit": "x" * (MAX_ID_LENGTH + 1),
+    "one-over-limit": "x" * (MAX_ID_BYTES + 1),
+    # Within the limit in characters, over it in UTF-8 bytes (a PostgreSQL index entry
+    # would overflow): refused on every backend alike.
+    "multibyte-one-over-limit": "é" * (MAX_ID_BYTES // 2) + "x",
+    "700-emoji": "😀" * 700,
     "nul": "a\x00b",
     "lone-surrogate": "a\ud800",
     "None": None,
@@ -75,7 +79,8 @@ ODD_IDS: dict[str, str] = {
     "non-ascii": "żółć 漢字 🎉",
     "newline": "a\nb",
     "leading-space": " a",
-    "limit-length": "y" * MAX_ID_LENGTH,
+    "limit-length": "y" * MAX_ID_BYTES,
+    "limit-length-multibyte": "é" * (MAX_ID_BYTES // 2),
 }
 
 # -- data -----------------------------------------------------------------------------------
@@ -96,7 +101,9 @@ EXACT_DATA: dict[str, Any] = {
     "key-order": {"z": 1, "a": 2, "m": {"y": 1, "b": 2}},
     "sql-text": "'); DROP TABLE events; --",
     "escapes": '\\u0000 \\n " \\',
-    "nested-500": _nested_list(500),
+    "list-nested-to-the-limit": _nested_list(MAX_NESTING),
+    "dict-nested-to-the-limit": _nested_dict(MAX_NESTING),
+    "many-brackets-shallow": [[i] for i in range(5_000)] + ["[[[{{{"] * 100,
     "empty-string": "",
     "null": None,
     "10MB": "x" * (10 * MIB),
@@ -120,6 +127,8 @@ NOT_JSON: dict[str, Any] = {
     "datetime": datetime.datetime(2024, 1, 1),
     "function": len,
     "int-5000-digits": 10**5000,
+    "list-one-over-the-nesting-limit": _nested_list(MAX_NESTING + 1),
+    "dict-one-over-the-nesting-limit": _nested_dict(MAX_NESTING + 1),
     "list-10k-deep": _nested_list(10_000),
     "dict-10k-deep": _nested_dict(10_000),
 }
@@ -197,20 +206,29 @@ def _rejections() -> dict[str, Rejection]:
             lambda s, d=data: s.store_event("s", "a", "e", d),
             request=StoreEvent("s", "a", "e", data),
         )
-    for name, limit in {"zero": 0, "negative": -1, "float": 1.5, "str": "3", "bool": True}.items():
+    bad_counts = {"zero": 0, "negative": -1, "float": 1.5, "str": "3", "bool": True}
+    for name, limit in {**bad_counts, "2**63": 2**63}.items():
         cases[f"get_events_after.limit={name}"] = Rejection(
             lambda s, x=limit: s.get_events_after("s", "a", "e1", limit=x)
         )
         cases[f"get_stream_events.limit={name}"] = Rejection(
             lambda s, x=limit: s.get_stream_events("s", "a", limit=x)
         )
+    # The cap columns are 32-bit: one over the largest cap is refused before any write.
+    for name, limit in {**bad_counts, "over-max": MAX_CAP + 1}.items():
         cases[f"set_max_events_per_stream.limit={name}"] = Rejection(
             lambda s, x=limit: s.set_max_events_per_stream(x)
         )
         cases[f"set_max_events_per_stream.stream-limit={name}"] = Rejection(
             lambda s, x=limit: s.set_max_events_per_stream(x, session_id="s", stream_id="a")
         )
-    for name, idle in {"negative": -1, "float": 0.5, "str": "10", "None": None}.items():
+    for name, idle in {
+        "negative": -1,
+        "float": 0.5,
+        "str": "10",
+        "None": None,
+        "2**70": 2**70,
+    }.items():
         cases[f"prune_idle_sessions.idle_ms={name}"] = Rejection(
             lambda s, x=idle: s.prune_idle_sessions(x)
         )
