@@ -51,14 +51,23 @@ class StoredEvent:
         """
         try:
             return cls(
-                id=str(raw["id"]),
-                stream_id=str(raw.get("stream_id", DEFAULT_STREAM_ID)),
+                id=_text(raw["id"], "id"),
+                stream_id=_text(raw.get("stream_id", DEFAULT_STREAM_ID), "stream_id"),
                 data=raw.get("data"),
                 timestamp=int(raw["timestamp"]),
-                session_id=str(raw.get("session_id", "")),
+                session_id=_text(raw.get("session_id", ""), "session_id"),
                 seq=int(raw.get("seq", 0)),
             )
         except KeyError as exc:
             raise InvalidInputError(f"event dict lacks the field {exc.args[0]!r}") from None
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"malformed event dict: {exc}") from None
+
+
+def _text(value: Any, field: str) -> str:
+    """An id field: a ``str``, or an ``int`` (legacy stores numbered their events)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidInputError(f"event dict field {field!r} must be a str, not {value!r}")

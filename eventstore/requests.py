@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -17,13 +17,14 @@ class StoreEvent:
     ``timestamp`` (epoch ms, an ``int`` >= 0) is the event's recorded time; ``None``, the
     normal case, means "now". Set it only when copying events that already have a time
     (importing a dump, moving a store), so they keep it. It is not part of the event's
-    content: a retry with another timestamp is still the same event.
+    content: a retry with another timestamp is still the same event. ``data`` is left out
+    of the ``repr``, so logs that name a request never carry a user's payload.
     """
 
     session_id: str
     stream_id: str
     event_id: str
-    data: Any
+    data: Any = field(repr=False)
     timestamp: int | None = None
 
 

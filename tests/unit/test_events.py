@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from eventstore import DEFAULT_STREAM_ID, InvalidInputError, StoredEvent
+from eventstore import DEFAULT_STREAM_ID, InvalidInputError, StoredEvent, StoreEvent
 
 
 def test_to_dict_from_dict_round_trip() -> None:
@@ -28,3 +28,19 @@ def test_stored_event_is_frozen_and_slotted() -> None:
 def test_from_dict_reports_missing_fields() -> None:
     with pytest.raises(InvalidInputError, match="'timestamp'"):
         StoredEvent.from_dict({"id": "e1"})
+
+
+@pytest.mark.parametrize("bad", [None, 1.5, True, ["e1"], {"id": 1}])
+def test_from_dict_refuses_ids_that_are_not_text(bad: object) -> None:
+    with pytest.raises(InvalidInputError, match="'id' must be a str"):
+        StoredEvent.from_dict({"id": bad, "timestamp": 5})
+
+
+def test_from_dict_takes_a_legacy_numeric_id_as_text() -> None:
+    assert StoredEvent.from_dict({"id": 17, "timestamp": 5}).id == "17"
+
+
+def test_a_request_repr_never_shows_the_payload() -> None:
+    shown = repr(StoreEvent("s", "st", "e1", {"token": "secret-value"}))
+    assert "secret-value" not in shown
+    assert "'s'" in shown and "'st'" in shown and "'e1'" in shown
