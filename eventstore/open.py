@@ -16,7 +16,7 @@ from eventstore.migrate import SchemaState
 from eventstore.migrate import status as schema_status
 from eventstore.migrate import upgrade as upgrade_schema
 from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
-from eventstore.sql.store import SqlEventStore
+from eventstore.sql.store import SqlEventStore, database_error
 from eventstore.store import EventStore
 
 _UNSET: Any = object()
@@ -80,11 +80,14 @@ async def _open(
     create_schema: bool = True,
     **engine_options: Any,
 ) -> EventStore:
-    url = url or default_url()
+    if url is None:
+        url = default_url()
     if not isinstance(url, str):
-        raise InvalidInputError(f"url must be a str, not {type(url).__name__}")
+        raise InvalidInputError(f"url must be a str or None, not {type(url).__name__}")
+    if not url.strip():
+        raise InvalidInputError("url is empty; pass None for the default database")
     check_max_event_bytes(max_event_bytes)
-    if url.strip().lower() in ("memory://", "memory:"):
+    if url.strip().lower() in ("memory://", "memory:", "memory:///"):
         if engine_options:
             raise InvalidInputError(
                 f"memory:// has no database to configure: {', '.join(sorted(engine_options))}"
@@ -118,6 +121,6 @@ async def _prepare(store: SqlEventStore, create: bool) -> None:
             raise SchemaError(found.problem())
         await upgrade_schema(store.engine)
     except DBAPIError as exc:
-        raise StoreUnavailableError(f"cannot open the database: {exc.orig}") from exc
+        raise database_error(exc, "cannot open the database") from exc
     except OSError as exc:
         raise StoreUnavailableError(f"cannot open the database: {exc}") from exc

@@ -47,36 +47,86 @@ def create_engine(
     """An async engine configured the way :class:`SqlEventStore` needs it.
 
     ``engine_options`` go to :func:`sqlalchemy.ext.asyncio.create_async_engine`
-    (``pool_size``, ``max_overflow``, ``pool_timeout``, ``connect_args``, ...).
+    (``pool_size``, ``max_overflow``, ``pool_timeout``, ``connect_args``, ...); one it
+    does not know raises :class:`~eventstore.errors.InvalidInputError`.
     """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database in (None, "", ":memory:"):
+        _check_sqlite_database(parsed)
+        if (
+            isinstance(sqlite_busy_timeout_ms, bool)
+            or not isinstance(sqlite_busy_timeout_ms, int)
+            or not 0 <= sqlite_busy_timeout_ms <= 2**31 - 1
+        ):
             raise InvalidInputError(
-                "an in-memory SQLite database is private to one connection; "
-                "use memory:// for an in-process store or give a file path"
+                f"sqlite_busy_timeout_ms must be an int from 0 to 2**31-1, "
+                f"not {sqlite_busy_timeout_ms!r}"
             )
+        mode = sqlite.check_synchronous(sqlite_synchronous)
         # Unless the caller chose a reset, only a transaction left open is rolled back.
         explicit_reset = "pool_reset_on_return" in engine_options
         engine_options.setdefault("pool_reset_on_return", None)
-        engine = create_async_engine(parsed, **engine_options)
+        engine = _create(parsed, engine_options)
         sqlite.configure_engine(
             engine,
             busy_timeout_ms=sqlite_busy_timeout_ms,
-            synchronous=sqlite_synchronous,
+            synchronous=mode,
             reset_open_transactions=not explicit_reset,
         )
         return engine
     # Unless the caller chose pool_pre_ping, only connections left idle are pinged.
     explicit_pre_ping = "pool_pre_ping" in engine_options
-    engine = create_async_engine(parsed, **engine_options)
+    engine = _create(parsed, engine_options)
     postgresql.configure_engine(
         engine, ping_idle_after=None if explicit_pre_ping else postgresql.PING_IDLE_SECONDS
     )
     return engine
 
 
+def _create(url: URL, options: dict[str, Any]) -> AsyncEngine:
+    try:
+        return create_async_engine(url, **options)
+    except (TypeError, ValueError, ArgumentError) as exc:
+        # SQLAlchemy names the options it does not know, or the value it refused.
+        raise InvalidInputError(f"unusable store option: {exc}") from None
+
+
+def _check_sqlite_database(url: URL) -> None:
+    if url.database in (None, "", ":memory:") or _sqlite_uri_in_memory(url):
+        raise InvalidInputError(
+            "an in-memory SQLite database is private to one connection; "
+            "use memory:// for an in-process store or give a file path"
+        )
+
+
+def _is_sqlite_uri(url: URL) -> bool:
+    return str(url.query.get("uri", "")).lower() in ("true", "1")
+
+
+def _sqlite_uri_in_memory(url: URL) -> bool:
+    # SQLAlchemy hands the URL's other query parameters on to SQLite as URI parameters.
+    database = url.database or ""
+    return _is_sqlite_uri(url) and (
+        url.query.get("mode") == "memory"
+        or "mode=memory" in database
+        or database.removeprefix("file:").startswith(":memory:")
+    )
+
+
 def ensure_sqlite_directory(url: URL) -> None:
-    """Create the directory of a SQLite file URL's database, so a new file can be made."""
-    if url.get_backend_name() == "sqlite" and url.database:
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    """Create the directory of a SQLite file URL's database, so a new file can be made.
+
+    A directory that cannot be made (permission refused, a file in the way) raises
+    :class:`~eventstore.errors.InvalidInputError` naming it. ``file:`` URIs
+    (``?uri=true``) are left to SQLite.
+    """
+    if url.get_backend_name() != "sqlite" or not url.database or _is_sqlite_uri(url):
+        return
+    directory = Path(url.database).expanduser().parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot create the directory {str(directory)!r} for the SQLite database: "
+            f"{exc.strerror or exc}"
+        ) from None

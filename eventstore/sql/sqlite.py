@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import await_
 
+from eventstore.errors import InvalidInputError
+
 __all__ = [
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
@@ -21,6 +23,7 @@ __all__ = [
     "LOCK_FOR_STORE_WIDE_CAP",
     "READ_OPTIONS",
     "append_events",
+    "check_synchronous",
     "configure_engine",
     "is_unique_violation",
     "upsert",
@@ -134,6 +137,17 @@ async def append_events(
 _SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 
+def check_synchronous(synchronous: object) -> str:
+    """Validate ``sqlite_synchronous``: one of SQLite's modes, in any case."""
+    mode = synchronous.upper() if isinstance(synchronous, str) else None
+    if mode not in _SYNCHRONOUS_MODES:
+        raise InvalidInputError(
+            f"sqlite_synchronous must be one of {', '.join(sorted(_SYNCHRONOUS_MODES))}, "
+            f"not {synchronous!r}"
+        )
+    return mode
+
+
 def configure_engine(
     engine: AsyncEngine,
     *,
@@ -154,9 +168,7 @@ def configure_engine(
     only if a transaction is still open on it. The pool's own reset rolls back every
     time: a thread hop on aiosqlite after each commit and each read, for nothing.
     """
-    mode = synchronous.upper()
-    if mode not in _SYNCHRONOUS_MODES:
-        raise ValueError(f"unknown SQLite synchronous mode {synchronous!r}")
+    mode = check_synchronous(synchronous)
     pragmas = (
         "PRAGMA journal_mode=WAL",
         f"PRAGMA busy_timeout={int(busy_timeout_ms)}",

@@ -143,6 +143,20 @@ def _is_transient(exc: DBAPIError) -> bool:
     )
 
 
+def database_error(exc: DBAPIError, doing: str = "") -> EventStoreError:
+    """The :mod:`eventstore.errors` form of a driver error; ``doing`` prefixes its message.
+
+    Transient failures (connection lost, server restarting, database locked or full)
+    become :class:`StoreUnavailableError`, which says retrying is safe; anything else
+    (a file that is not a database, a permission refused) is a plain
+    :class:`EventStoreError` that a retry would not change.
+    """
+    prefix = f"{doing}: " if doing else ""
+    if _is_transient(exc):
+        return StoreUnavailableError(f"{prefix or 'database unavailable: '}{exc.orig}")
+    return EventStoreError(f"{prefix or 'database error: '}{exc.orig}")
+
+
 def _unreachable(exc: OSError | PoolTimeoutError) -> StoreUnavailableError:
     """The error of a call that never got a working connection: nothing was written."""
     if isinstance(exc, PoolTimeoutError):
@@ -212,7 +226,7 @@ class SqlEventStore(EventStore):
                     ) from exc
                 log.debug("concurrent write conflict, rerunning batch (attempt %d)", attempt)
             except DBAPIError as exc:
-                raise self._translate(exc) from exc
+                raise database_error(exc) from exc
             except (OSError, PoolTimeoutError) as exc:
                 raise _unreachable(exc) from exc
         raise AssertionError("unreachable")
@@ -506,7 +520,7 @@ class SqlEventStore(EventStore):
                 result = await conn.execute(statement, params)
                 return result.all()
         except DBAPIError as exc:
-            raise self._translate(exc) from exc
+            raise database_error(exc) from exc
         except (OSError, PoolTimeoutError) as exc:
             raise _unreachable(exc) from exc
 
@@ -580,7 +594,7 @@ class SqlEventStore(EventStore):
                     scope = and_(_hd.session_id == session_id, _hd.stream_id == stream_id)
                 await self._trim(conn, scope)
         except DBAPIError as exc:
-            raise self._translate(exc) from exc
+            raise database_error(exc) from exc
         except (OSError, PoolTimeoutError) as exc:
             raise _unreachable(exc) from exc
 
@@ -655,7 +669,7 @@ class SqlEventStore(EventStore):
                     await self._drop_streams(conn, streams)
                     pruned += len({session_id for session_id, _ in streams})
         except DBAPIError as exc:
-            raise self._translate(exc) from exc
+            raise database_error(exc) from exc
         except (OSError, PoolTimeoutError) as exc:
             raise _unreachable(exc) from exc
         return pruned
@@ -676,7 +690,7 @@ class SqlEventStore(EventStore):
                         )
                     touched += len(locked)
         except DBAPIError as exc:
-            raise self._translate(exc) from exc
+            raise database_error(exc) from exc
         except (OSError, PoolTimeoutError) as exc:
             raise _unreachable(exc) from exc
         return touched
@@ -686,11 +700,6 @@ class SqlEventStore(EventStore):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError("this SqlEventStore is closed")
-
-    def _translate(self, exc: DBAPIError) -> EventStoreError:
-        if _is_transient(exc):
-            return StoreUnavailableError(f"database unavailable: {exc.orig}")
-        return EventStoreError(f"database error: {exc.orig}")
 
     async def close(self) -> None:
         if self._closed:

@@ -1,0 +1,82 @@
+"""``open_store`` turns every unusable URL or option into a clear eventstore error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventstore import (
+    EventStoreError,
+    InMemoryEventStore,
+    InvalidInputError,
+    StoreUnavailableError,
+    open_store,
+)
+
+
+@pytest.mark.parametrize("url", ["", "   ", 0, b"sqlite:///x.db", ["memory://"]])
+async def test_an_empty_or_non_text_url_is_refused(url: Any) -> None:
+    with pytest.raises(InvalidInputError, match="url"):
+        await open_store(url)
+
+
+@pytest.mark.parametrize("url", ["memory://", "memory:", "memory:///", "MEMORY://"])
+async def test_memory_urls(url: str) -> None:
+    async with open_store(url) as store:
+        assert isinstance(store, InMemoryEventStore)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"max_event_per_stream": 5}, "max_event_per_stream"),
+        ({"sqlite_synchronous": "BOGUS"}, "sqlite_synchronous"),
+        ({"sqlite_synchronous": 1}, "sqlite_synchronous"),
+        ({"sqlite_busy_timeout_ms": -1}, "sqlite_busy_timeout_ms"),
+        ({"sqlite_busy_timeout_ms": "x"}, "sqlite_busy_timeout_ms"),
+        ({"max_events_per_stream": 0}, "max_events_per_stream"),
+        ({"max_event_bytes": 0}, "max_event_bytes"),
+    ],
+)
+async def test_unusable_options_are_refused_by_name(
+    sqlite_url: str, options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=named):
+        await open_store(sqlite_url, **options)
+
+
+async def test_an_unknown_postgresql_option_is_refused(postgres_url: str) -> None:
+    with pytest.raises(InvalidInputError, match="pool_sise"):
+        await open_store(postgres_url, pool_sise=3)
+
+
+async def test_a_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(InvalidInputError, match="cannot create the directory"):
+        await open_store(f"sqlite:///{blocker}/sub/events.db")
+    assert blocker.read_text() == "not a directory"
+
+
+async def test_a_file_that_is_not_a_database_is_not_called_transient(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"these are my notes, not a database\n" * 200)
+    with pytest.raises(EventStoreError, match="not a database") as raised:
+        await open_store(f"sqlite:///{path}")
+    assert not isinstance(raised.value, StoreUnavailableError)
+    assert path.read_bytes().startswith(b"these are my notes")
+
+
+async def test_sqlite_file_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInputError, match="in-memory"):
+        await open_store("sqlite:///file:mem1?mode=memory&cache=shared&uri=true")
+    target = tmp_path / "by-uri.db"
+    async with open_store(f"sqlite:///file:{target}?uri=true") as store:
+        await store.store_event("s", "a", "e", 1)
+    # The database is where the URI says, and no stray "file:" directory appeared.
+    names = {p.name for p in tmp_path.iterdir()}  # noqa: ASYNC240
+    assert "by-uri.db" in names
+    assert {name for name in names if not name.startswith("by-uri.db")} == set()
