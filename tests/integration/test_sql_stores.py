@@ -56,20 +56,27 @@ async def test_the_trigger_caps_a_manual_insert(sql_url: str) -> None:
         assert [e.id for e in await store.get_stream_events("s", "a")] == ["e1", "manual"]
 
 
-async def test_two_engines_write_one_stream_concurrently(sql_url: str) -> None:
+async def test_two_engines_50_tasks_on_one_stream_and_50_on_their_own(sql_url: str) -> None:
+    # Two connection pools, as two server replicas have: 25 + 25 tasks append to one
+    # shared stream and 25 + 25 to a stream each, all at once.
     first = await open_store(sql_url)
     second = await open_store(sql_url)
+    per_task = 8
     try:
 
-        async def write(store: EventStore, name: str) -> None:
-            for i in range(40):
-                await store.store_event("s", "shared", f"{name}-{i}", i)
+        async def write(store: EventStore, task: int) -> None:
+            for i in range(per_task):
+                await store.store_event("s", "shared", f"shared-{task}-{i}", [task, i])
+                await store.store_event("s", f"own-{task}", f"own-{task}-{i}", i)
 
-        await asyncio.gather(
-            *(write(first, f"a{t}") for t in range(5)), *(write(second, f"b{t}") for t in range(5))
-        )
-        events = await first.get_stream_events("s", "shared")
-        assert [e.seq for e in events] == list(range(1, 401))
+        await asyncio.gather(*(write(first if task % 2 else second, task) for task in range(50)))
+        shared = await first.get_stream_events("s", "shared")
+        assert [e.seq for e in shared] == list(range(1, 50 * per_task + 1))
+        for task in range(50):
+            assert [e.data[1] for e in shared if e.data[0] == task] == list(range(per_task))
+            own = await second.get_stream_events("s", f"own-{task}")
+            assert [(e.seq, e.data) for e in own] == [(i + 1, i) for i in range(per_task)]
+        assert await first.stream_count("s") == 51
     finally:
         await first.close()
         await second.close()
