@@ -17,7 +17,16 @@ in a nested ``asyncio.run``. What it finds decides what it does (:class:`SchemaS
   is refused with :class:`~eventstore.errors.SchemaError`.
 
 On PostgreSQL the run holds an advisory lock, so replicas starting together migrate
-once: the others wait, then find the database current.
+once: the others wait, then find the database current. :func:`downgrade` goes back to an
+older revision (``eventstore migrate --downgrade REV``), :func:`status` and
+:func:`upgrade_script` only read (a SQLite file that does not exist is an empty database,
+and is not created). Failures come as :mod:`eventstore.errors` types: a database that
+cannot be reached as :class:`~eventstore.errors.StoreUnavailableError`, a revision that
+fails as :class:`MigrationError` naming it.
+
+A host application's own Alembic autogenerate should leave this history's tables alone:
+:func:`is_eventstore_table` says which they are (see MIGRATION.md for the ``env.py``
+recipe).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -40,20 +50,27 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, func, inspect, pool, select, table, text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from eventstore.config import default_url
-from eventstore.errors import SchemaError
+from eventstore.errors import EventStoreError, InvalidInputError, SchemaError, StoreUnavailableError
 from eventstore.migrations import LEGACY_BASELINE, SCRIPT_LOCATION, VERSION_TABLE
-from eventstore.migrations.steps import Options
+from eventstore.migrations.steps import Options, parse_duration_ms
 from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
 
 __all__ = [
+    "STORE_TABLES",
     "AppliedRevision",
+    "MigrationError",
     "Revision",
     "SchemaState",
     "SchemaStatus",
     "UpgradeReport",
+    "downgrade",
+    "inspect_schema",
+    "is_eventstore_table",
+    "parse_duration_ms",
     "status",
     "upgrade",
     "upgrade_script",
@@ -63,7 +80,39 @@ __all__ = [
 ADVISORY_LOCK_KEY = 0x6576_656E_7473_746F
 
 _LEGACY_COLUMNS = frozenset({"id", "session_id", "event_id", "data", "timestamp"})
-_STORE_TABLES = frozenset({"events", "event_streams", "eventstore_settings", VERSION_TABLE})
+#: Every table this history creates, its version table included.
+STORE_TABLES = frozenset({"events", "event_streams", "eventstore_settings", VERSION_TABLE})
+_STORE_TABLES = STORE_TABLES
+
+
+def is_eventstore_table(name: str | None) -> bool:
+    """Whether ``name`` is one of the event store's tables (:data:`STORE_TABLES`).
+
+    For a host application sharing the database: its Alembic ``env.py`` skips these in
+    autogenerate, so ``alembic revision --autogenerate`` never proposes to drop them::
+
+        def include_name(name, type_, parent_names):
+            if type_ == "table":
+                return not is_eventstore_table(name)
+            return True
+
+        context.configure(..., include_name=include_name)
+    """
+    return name in STORE_TABLES
+
+
+class MigrationError(SchemaError):
+    """A revision failed while it ran; :attr:`revision` names it.
+
+    What was committed before stays (on PostgreSQL each revision commits on its own; on
+    SQLite the run is one transaction and rolls back whole); running the same upgrade or
+    downgrade again resumes.
+    """
+
+    def __init__(self, message: str, revision: Revision | None) -> None:
+        super().__init__(message)
+        self.revision = revision
+
 
 Target = AsyncEngine | str | URL | None
 Progress = Callable[[str], None]
@@ -136,6 +185,14 @@ class SchemaStatus:
         lines.extend(f"apply {revision}" for revision in self.pending)
         return lines
 
+    def found(self) -> str:
+        """What the database holds, as the end of "the database ...": "is at revision
+        0003; ...", "holds a legacy (pre-stream) events table ...", ..."""
+        verb = "is" if self.state in (SchemaState.BEHIND, SchemaState.AHEAD) else "holds"
+        if self.state is SchemaState.CURRENT:
+            verb = "is"
+        return f"{verb} {self.describe()}"
+
     def problem(self) -> str:
         """Why a store cannot open this database, and the command that fixes it."""
         if self.state is SchemaState.EMPTY:
@@ -145,12 +202,12 @@ class SchemaStatus:
             )
         if self.state in (SchemaState.LEGACY, SchemaState.BEHIND):
             return (
-                f"the database holds {self.describe()}; upgrade it with "
-                "`eventstore migrate --url URL` (or `alembic upgrade head`)"
+                f"the database {self.found()}; upgrade it with "
+                "`eventstore migrate --url URL` (or `alembic -x url=URL upgrade head`)"
             )
         if self.state is SchemaState.AHEAD:
-            return f"the database is {self.describe()}; upgrade mcp-eventstore"
-        return f"the database holds {self.describe()}"
+            return f"the database {self.found()}; upgrade mcp-eventstore"
+        return f"the database {self.found()}"
 
 
 @dataclass(frozen=True)
@@ -227,7 +284,11 @@ def _pending(current: str | None, head: str) -> tuple[Revision, ...]:
     return tuple(reversed([_revision(s.revision) for s in scripts]))
 
 
-def _inspect(connection: Connection) -> SchemaStatus:
+def inspect_schema(connection: Connection) -> SchemaStatus:
+    """What the database behind ``connection`` (sync, e.g. inside ``run_sync``) holds.
+
+    Only reads; the Alembic environment uses it to recognise a legacy database.
+    """
     head = _script().get_current_head()
     assert head is not None
     names = set(inspect(connection).get_table_names())
@@ -266,23 +327,70 @@ def _inspect(connection: Connection) -> SchemaStatus:
     return SchemaStatus(SchemaState.UNRECOGNISED, None, head, detail=detail)
 
 
+def _target_url(target: str | URL | None) -> URL:
+    """The URL of a target named by a string (``memory://`` has nothing to migrate)."""
+    if isinstance(target, str) and target.strip().lower().startswith("memory:"):
+        raise InvalidInputError(
+            "memory:// is an in-process store without a schema: there is nothing to migrate"
+        )
+    return normalize_url(target or default_url())
+
+
+def _safe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_file_missing(url: URL) -> bool:
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return False
+    return not Path(url.database).expanduser().is_file()
+
+
+def _read_only(url: URL) -> URL:
+    """A URL that cannot write: SQLite's ``mode=ro`` (no WAL switch, no new file)."""
+    if url.get_backend_name() != "sqlite":
+        return url
+    path = Path(url.database or "").expanduser().resolve()
+    return url.set(database=f"file:{path}", query={"mode": "ro", "uri": "true"})
+
+
+def _unreachable(url: URL, exc: BaseException) -> StoreUnavailableError:
+    reason = exc.orig if isinstance(exc, DBAPIError) else exc
+    text_ = str(reason).strip() or type(reason).__name__
+    return StoreUnavailableError(f"cannot connect to {_safe(url)}: {text_}")
+
+
 @asynccontextmanager
-async def _connect(target: Target, *, discard: bool) -> AsyncIterator[AsyncConnection]:
+async def _connect(
+    target: Target, *, discard: bool, read_only: bool = False
+) -> AsyncIterator[AsyncConnection]:
     """A connection to ``target``; with ``discard``, it is closed rather than pooled, so
-    the migration's session state (settings, advisory lock) leaves with it."""
+    the migration's session state (settings, advisory lock) leaves with it. With
+    ``read_only``, a URL target is opened so that nothing can be written (nor created)."""
     if isinstance(target, AsyncEngine):
-        engine, owned = target, False
+        engine, owned, url = target, False, target.url
     else:
-        url = normalize_url(target or default_url())
-        ensure_sqlite_directory(url)
-        engine, owned = create_engine(url, poolclass=pool.NullPool), True
-    try:
-        async with engine.connect() as connection:
+        url = _target_url(target)
+        if read_only:
+            engine = create_async_engine(_read_only(url), poolclass=pool.NullPool)
+        else:
             try:
-                yield connection
-            finally:
-                if discard and not connection.closed:
-                    await connection.invalidate()
+                ensure_sqlite_directory(url)
+            except OSError as exc:
+                raise StoreUnavailableError(f"cannot create {_safe(url)}: {exc}") from exc
+            engine = create_engine(url, poolclass=pool.NullPool)
+        owned = True
+    try:
+        try:
+            connection = await engine.connect()
+        except (DBAPIError, OSError, asyncio.TimeoutError) as exc:
+            raise _unreachable(url, exc) from exc
+        try:
+            yield connection
+        finally:
+            if discard and not connection.closed:
+                await connection.invalidate()
+            await connection.close()
     finally:
         if owned:
             await engine.dispose()
@@ -290,25 +398,43 @@ async def _connect(target: Target, *, discard: bool) -> AsyncIterator[AsyncConne
 
 async def _status(connection: AsyncConnection) -> SchemaStatus:
     try:
-        return await connection.run_sync(_inspect)
+        return await connection.run_sync(inspect_schema)
+    except DBAPIError as exc:
+        raise StoreUnavailableError(f"cannot read the database: {exc.orig}") from exc
     finally:
         await connection.rollback()
 
 
+def _empty() -> SchemaStatus:
+    head = _script().get_current_head()
+    assert head is not None
+    return SchemaStatus(SchemaState.EMPTY, None, head, _pending(None, head))
+
+
 async def status(target: Target = None) -> SchemaStatus:
     """What the database at ``target`` (an engine, a URL, or None for the default
-    database) holds, and what :func:`upgrade` would do to it."""
-    async with _connect(target, discard=False) as connection:
+    database) holds, and what :func:`upgrade` would do to it.
+
+    Only reads: a URL is opened read-only, and a SQLite file that does not exist is
+    reported as an empty database without being created.
+    """
+    if not isinstance(target, AsyncEngine) and _sqlite_file_missing(_target_url(target)):
+        return _empty()
+    async with _connect(target, discard=False, read_only=True) as connection:
         return await _status(connection)
 
 
 def _options(
-    default_stream_id: str | None, batch_size: int | None, lock_timeout: str | int | None
+    default_stream_id: str | None,
+    batch_size: int | None,
+    lock_timeout: str | int | None,
+    invalid_data: str | None = None,
 ) -> dict[str, object]:
     given: dict[str, object] = {
         "default_stream_id": default_stream_id,
         "batch_size": batch_size,
         "lock_timeout": lock_timeout,
+        "invalid_data": invalid_data,
     }
     options = {name: value for name, value in given.items() if value is not None}
     Options.parse(options)  # bad values fail here, before anything runs
@@ -317,7 +443,7 @@ def _options(
 
 def _refuse(found: SchemaStatus) -> None:
     if found.state in (SchemaState.AHEAD, SchemaState.UNRECOGNISED):
-        raise SchemaError(f"cannot migrate: the database holds {found.describe()}")
+        raise SchemaError(f"cannot migrate: the database {found.found()}")
 
 
 async def _advisory_lock(connection: AsyncConnection, progress: Progress) -> None:
@@ -331,12 +457,37 @@ async def _advisory_lock(connection: AsyncConnection, progress: Progress) -> Non
     await connection.commit()
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or arose while handling, a cancellation or Ctrl-C."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (asyncio.CancelledError, KeyboardInterrupt)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+@asynccontextmanager
+async def _cancellation_stays_cancellation() -> AsyncIterator[None]:
+    """A cancelled run ends in ``CancelledError``, not in the error its cleanup raised
+    (a rollback on a connection the cancellation broke)."""
+    try:
+        yield
+    except Exception as exc:
+        if _interrupted(exc):
+            raise asyncio.CancelledError() from exc
+        raise
+
+
 async def upgrade(
     target: Target = None,
     *,
     default_stream_id: str | None = None,
     batch_size: int | None = None,
     lock_timeout: str | int | None = None,
+    invalid_data: str | None = None,
     progress: Progress | None = None,
 ) -> UpgradeReport:
     """Upgrade the database at ``target`` to this version's schema.
@@ -346,17 +497,25 @@ async def upgrade(
     (``$EVENTSTORE_DATABASE_URL``, else the embedded SQLite file). Options, used by the
     revisions that need them: ``default_stream_id`` (stream of legacy rows),
     ``batch_size`` (rows per PostgreSQL backfill statement), ``lock_timeout`` (longest
-    wait for a lock that blocks writers: ``"500ms"``, ``"2s"`` or milliseconds).
-    ``progress`` receives the plan and a line per revision with its duration.
+    wait for a lock that blocks writers: a duration such as ``"500ms"`` or ``"2s"``, or
+    an ``int`` of milliseconds), ``invalid_data`` (legacy rows whose data is not JSON:
+    ``"refuse"``, the default, stops before changing anything and names them;
+    ``"string"`` keeps each as a JSON string of its text). ``progress`` receives the plan
+    and a line per revision with its duration.
 
     Raises :class:`~eventstore.errors.SchemaError` for a database ahead of this version
-    or holding unrecognised tables, and
-    :class:`~eventstore.errors.StoreUnavailableError` when a lock stayed unavailable;
-    either way, what was applied stays applied and a re-run resumes.
+    or holding unrecognised tables, :class:`MigrationError` (a ``SchemaError``) naming
+    the revision that failed, and :class:`~eventstore.errors.StoreUnavailableError` when
+    the database cannot be reached or a lock stayed unavailable; either way, what was
+    applied stays applied and a re-run resumes.
     """
     say = progress or (lambda _line: None)
-    options = _options(default_stream_id, batch_size, lock_timeout)
-    async with _alembic_turn(), _connect(target, discard=True) as connection:
+    options = _options(default_stream_id, batch_size, lock_timeout, invalid_data)
+    async with (
+        _cancellation_stays_cancellation(),
+        _alembic_turn(),
+        _connect(target, discard=True) as connection,
+    ):
         await _advisory_lock(connection, say)
         found = await _status(connection)
         _refuse(found)
@@ -369,29 +528,147 @@ async def upgrade(
         return UpgradeReport(found, applied)
 
 
+class _Steps:
+    """Collects the revisions a run applies (``on_version_apply``), with their timings."""
+
+    def __init__(self, say: Progress, verb: str) -> None:
+        self.say = say
+        self.verb = verb
+        self.done: list[AppliedRevision] = []
+        self._started = time.monotonic()
+
+    def __call__(self, *, step: MigrationInfo, **_: Any) -> None:
+        now = time.monotonic()
+        if step.is_upgrade or step.is_stamp:
+            revision_id = step.up_revision_id
+        else:
+            revision_id = step.up_revision_id or next(iter(step.source_revision_ids), None)
+        revision = _revision(revision_id or "")
+        self.done.append(AppliedRevision(revision, now - self._started, stamped=step.is_stamp))
+        verb = "stamped" if step.is_stamp else self.verb
+        self.say(f"{verb} {revision} in {now - self._started:.2f}s")
+        self._started = now
+
+    def failed(self, planned: tuple[Revision, ...], exc: Exception, action: str) -> Exception:
+        """The error to raise for ``exc``, naming the revision that was running."""
+        ran = len([step for step in self.done if not step.stamped])
+        revision = planned[ran] if ran < len(planned) else None
+        where = f"revision {revision}" if revision else f"{action} of the database"
+        if isinstance(exc, DBAPIError):
+            detail = str(exc.orig).strip()
+            if exc.connection_invalidated:
+                return StoreUnavailableError(
+                    f"{where}: lost the connection to the database ({detail}); run the "
+                    f"{action} again once it is back: it resumes"
+                )
+        elif isinstance(exc, EventStoreError):
+            detail = str(exc)
+            if isinstance(exc, StoreUnavailableError):
+                return StoreUnavailableError(f"{where}: {detail}")
+            if isinstance(exc, SchemaError):  # says what to do itself
+                return MigrationError(f"{where} stopped: {detail}", revision)
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
+        return MigrationError(
+            f"{where} failed: {detail}; fix the cause and run the {action} again: it "
+            "resumes where it stopped",
+            revision,
+        )
+
+
 def _run_upgrade(
     connection: Connection,
     found: SchemaStatus,
     options: Mapping[str, object],
     say: Progress,
 ) -> list[AppliedRevision]:
-    applied: list[AppliedRevision] = []
-    started = time.monotonic()
+    steps = _Steps(say, "applied")
+    config = _config(connection=connection, options=options, on_apply=steps)
+    try:
+        if found.state is SchemaState.LEGACY:
+            command.stamp(config, LEGACY_BASELINE)
+        command.upgrade(config, "head")
+    except Exception as exc:
+        if _interrupted(exc):
+            raise
+        raise steps.failed(found.pending, exc, "upgrade") from exc
+    return steps.done
 
-    def on_apply(*, step: MigrationInfo, **_: Any) -> None:
-        nonlocal started
-        now = time.monotonic()
-        revision = _revision(step.up_revision_id or "")
-        applied.append(AppliedRevision(revision, now - started, stamped=step.is_stamp))
-        verb = "stamped" if step.is_stamp else "applied"
-        say(f"{verb} {revision} in {now - started:.2f}s")
-        started = now
 
-    config = _config(connection=connection, options=options, on_apply=on_apply)
-    if found.state is SchemaState.LEGACY:
-        command.stamp(config, LEGACY_BASELINE)
-    command.upgrade(config, "head")
-    return applied
+async def downgrade(
+    target: Target,
+    revision: str,
+    *,
+    lock_timeout: str | int | None = None,
+    progress: Progress | None = None,
+) -> UpgradeReport:
+    """Take the database at ``target`` back to ``revision`` (``"0001"``: the legacy table).
+
+    Every revision above ``revision`` is downgraded, newest first; :attr:`UpgradeReport.
+    applied` lists them. ``base`` (which would drop the events table) is refused: use
+    ``alembic downgrade base`` if that is what you mean. Raises
+    :class:`~eventstore.errors.InvalidInputError` for an unknown revision or one not below
+    the database's, :class:`~eventstore.errors.SchemaError` for a database without this
+    history, and :class:`MigrationError` naming a revision that fails.
+    """
+    say = progress or (lambda _line: None)
+    wanted = str(revision).strip()
+    if wanted.lower() == "base":
+        raise InvalidInputError(
+            "downgrading to base drops the events table with every event; refusing (run "
+            "`alembic downgrade base` yourself if that is really what you want)"
+        )
+    try:
+        known = _script().get_revision(wanted)
+    except CommandError:
+        known = None
+    if known is None or known.revision != wanted:
+        ids = ", ".join(r.revision for r in reversed(list(_script().walk_revisions())))
+        raise InvalidInputError(f"unknown revision {wanted!r}; the history has {ids}")
+    options = _options(None, None, lock_timeout)
+    async with (
+        _cancellation_stays_cancellation(),
+        _alembic_turn(),
+        _connect(target, discard=True) as connection,
+    ):
+        await _advisory_lock(connection, say)
+        found = await _status(connection)
+        if found.state not in (SchemaState.CURRENT, SchemaState.BEHIND):
+            raise SchemaError(f"cannot downgrade: the database {found.found()}")
+        say(f"database: {found.describe()}")
+        if found.revision == wanted:
+            say(f"already at revision {wanted}: nothing to do")
+            return UpgradeReport(found)
+        assert found.revision is not None
+        above = _pending(wanted, found.revision)
+        if not above or wanted in {r.id for r in _pending(found.revision, found.head)}:
+            raise InvalidInputError(
+                f"the database is at revision {found.revision}; {wanted} is not below it "
+                "(run `eventstore migrate` to upgrade)"
+            )
+        planned = tuple(reversed(above))
+        for step in planned:
+            say(f"will revert {step}")
+        done = await connection.run_sync(_run_downgrade, wanted, planned, options, say)
+        return UpgradeReport(found, done)
+
+
+def _run_downgrade(
+    connection: Connection,
+    wanted: str,
+    planned: tuple[Revision, ...],
+    options: Mapping[str, object],
+    say: Progress,
+) -> list[AppliedRevision]:
+    steps = _Steps(say, "reverted")
+    config = _config(connection=connection, options=options, on_apply=steps)
+    try:
+        command.downgrade(config, wanted)
+    except Exception as exc:
+        if _interrupted(exc):
+            raise
+        raise steps.failed(planned, exc, "downgrade") from exc
+    return steps.done
 
 
 async def upgrade_script(
@@ -400,17 +677,24 @@ async def upgrade_script(
     default_stream_id: str | None = None,
     batch_size: int | None = None,
     lock_timeout: str | int | None = None,
+    invalid_data: str | None = None,
 ) -> str:
     """The SQL :func:`upgrade` would run on ``target``, as a script for a DBA.
 
-    The database is read to decide where the script starts (and it is refused like
-    :func:`upgrade` refuses it); nothing is written. Data steps run set-based in the
-    script, not in batches.
+    The database is read (read-only) to decide where the script starts, and it is
+    refused like :func:`upgrade` refuses it; nothing is written, and a SQLite file that
+    does not exist is not created (the script then builds everything). Data steps run
+    set-based in the script, not in batches. The script stops at its first error: a
+    PostgreSQL one starts with ``\\set ON_ERROR_STOP on`` for ``psql``; run a SQLite one
+    with ``sqlite3 -bail``.
     """
-    options = _options(default_stream_id, batch_size, lock_timeout)
-    async with _connect(target, discard=False) as connection:
-        found = await _status(connection)
-        url = connection.engine.url
+    options = _options(default_stream_id, batch_size, lock_timeout, invalid_data)
+    if isinstance(target, AsyncEngine):
+        url = target.url
+        found = await status(target)
+    else:
+        url = _target_url(target)
+        found = await status(url)
     _refuse(found)
     if found.state is SchemaState.CURRENT:
         return f"-- {found.describe()}: nothing to do\n"
@@ -419,9 +703,20 @@ async def upgrade_script(
     async with _alembic_turn():
         if found.state is SchemaState.LEGACY:
             command.stamp(config, LEGACY_BASELINE, sql=True)
+            script = output.getvalue()
             command.upgrade(config, f"{LEGACY_BASELINE}:head", sql=True)
-        elif found.state is SchemaState.BEHIND:
+            return _one_header(script, output.getvalue()[len(script) :])
+        if found.state is SchemaState.BEHIND:
             command.upgrade(config, f"{found.revision}:head", sql=True)
         else:
             command.upgrade(config, "head", sql=True)
     return output.getvalue()
+
+
+def _one_header(first: str, second: str) -> str:
+    """Two offline runs' output as one script: the second's header (env.py prints one per
+    run) goes, the first's stays on top."""
+    header_end = second.find("\n\n")
+    if header_end >= 0 and second.lstrip().startswith(("\\set", "--")):
+        second = second[header_end + 2 :]
+    return first + second

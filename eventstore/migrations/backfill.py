@@ -8,7 +8,10 @@ tie-breaker for equal timestamps, and it follows insertion order. The stream's h
 ``event_streams`` is created or advanced in the same statement (PostgreSQL) or transaction
 (SQLite), so it always says how far the stream is numbered: a batch that dies rolls back
 entirely, and a re-run carries on from the head rows, touching only rows still without
-``seq``. Head rows take ``created_at``/``updated_at`` from the rows' own timestamps.
+``seq``. A head row's ``created_at`` is its stream's oldest event; its ``updated_at`` is
+the time of the upgrade (or the newest event, if later), so idle pruning
+(``eventstore prune --idle``, the MCP app's session TTL) counts a migrated session's
+idleness from the upgrade rather than dropping it at once for its old events.
 
 Duplicates: the legacy store never made event ids unique within a session. Every row is
 kept; of the rows sharing ``(session_id, event_id)`` the earliest by ``(timestamp, id)``
@@ -23,8 +26,10 @@ import logging
 import time
 
 from alembic import op
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 
+from eventstore.errors import SchemaError
 from eventstore.migrations import steps
 
 log = logging.getLogger("eventstore.migrations")
@@ -38,6 +43,12 @@ PENDING_INDEX_DDL = (
 )
 
 _REPORT_EVERY_S = 5.0
+#: Ids of bad rows an error message lists; the rest are counted.
+SHOWN_IDS = 20
+
+# The time of the upgrade, in epoch ms, as each dialect spells it in SQL.
+_PG_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+_SQLITE_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 _AFTER = " AND (session_id, stream_id, timestamp, id) > (:session_id, :stream_id, :timestamp, :id)"
 _LIMIT = "\n    LIMIT :batch_size"
 
@@ -61,7 +72,7 @@ WITH pending AS MATERIALIZED (
 ), heads AS (
     INSERT INTO event_streams AS h
         (session_id, stream_id, last_seq, first_seq, created_at, updated_at)
-    SELECT session_id, stream_id, added, 1, first_at, last_at FROM counts
+    SELECT session_id, stream_id, added, 1, first_at, greatest(last_at, NOW_MS) FROM counts
     ON CONFLICT (session_id, stream_id) DO UPDATE
     SET last_seq = h.last_seq + EXCLUDED.last_seq,
         created_at = least(h.created_at, EXCLUDED.created_at),
@@ -85,6 +96,7 @@ LEFT JOIN (
 ) AS last ON true
 """
 
+_PG_NUMBER = _PG_NUMBER.replace("NOW_MS", _PG_NOW_MS)
 _PG_NUMBER_ALL = _PG_NUMBER.replace("/*after*/", "").replace("/*limit*/", "")
 _PG_NUMBER_FIRST = _PG_NUMBER.replace("/*after*/", "").replace("/*limit*/", _LIMIT)
 _PG_NUMBER_NEXT = _PG_NUMBER.replace("/*after*/", _AFTER).replace("/*limit*/", _LIMIT)
@@ -93,7 +105,7 @@ _PG_NUMBER_NEXT = _PG_NUMBER.replace("/*after*/", _AFTER).replace("/*limit*/", _
 # statements see the same rows because SQLite lets no other writer in between.
 _SQLITE_ADVANCE_HEADS = """
 INSERT INTO event_streams (session_id, stream_id, last_seq, first_seq, created_at, updated_at)
-SELECT session_id, stream_id, count(*), 1, min(timestamp), max(timestamp)
+SELECT session_id, stream_id, count(*), 1, min(timestamp), max(max(timestamp), NOW_MS)
 FROM events
 WHERE seq IS NULL
 GROUP BY session_id, stream_id
@@ -101,7 +113,7 @@ ON CONFLICT (session_id, stream_id) DO UPDATE
 SET last_seq = last_seq + excluded.last_seq,
     created_at = min(created_at, excluded.created_at),
     updated_at = max(updated_at, excluded.updated_at)
-"""
+""".replace("NOW_MS", _SQLITE_NOW_MS)
 
 _SQLITE_NUMBER = """
 UPDATE events SET seq = numbered.seq
@@ -195,3 +207,137 @@ def rename_duplicates() -> None:
             log.info("renamed %d duplicate event ids", renamed)
         if not renamed:
             return
+
+
+# -- r0002: what legacy rows must be before the upgrade touches them ---------------------
+
+_PG_IS_JSON = """
+CREATE OR REPLACE FUNCTION pg_temp.eventstore_is_json(value text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    PERFORM value::json;
+    RETURN true;
+EXCEPTION WHEN others THEN
+    RETURN false;
+END
+$$
+"""
+_PG_NOT_JSON = "data IS NULL OR NOT pg_temp.eventstore_is_json(data)"
+_SQLITE_NOT_JSON = "data IS NULL OR NOT json_valid(data)"
+# Statements from the constants above only (no input reaches them).
+_PG_BAD_IDS = "SELECT id FROM events WHERE NOT_JSON ORDER BY id".replace("NOT_JSON", _PG_NOT_JSON)
+_SQLITE_BAD_IDS = "SELECT id FROM events WHERE NOT_JSON ORDER BY id".replace(
+    "NOT_JSON", _SQLITE_NOT_JSON
+)
+_PG_QUOTE_BAD = """UPDATE events SET data = COALESCE(to_json(data)::text, 'null')
+WHERE NOT_JSON""".replace("NOT_JSON", _PG_NOT_JSON)
+_SQLITE_QUOTE_BAD = """UPDATE events
+SET data = CASE WHEN data IS NULL THEN 'null' ELSE json_quote(data) END
+WHERE NOT_JSON""".replace("NOT_JSON", _SQLITE_NOT_JSON)
+_PG_REFUSE_BAD = """DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM events WHERE NOT_JSON) THEN
+        RAISE EXCEPTION 'legacy rows hold data that is not JSON: events.id %; nothing was '
+            'changed: fix or delete them, or generate the script with --invalid-data string',
+            (SELECT string_agg(id::text, ', ')
+               FROM (SELECT id FROM events WHERE NOT_JSON ORDER BY id LIMIT SHOWN) AS bad);
+    END IF;
+END
+$$""".replace("NOT_JSON", _PG_NOT_JSON).replace("SHOWN", str(SHOWN_IDS))
+# SQLite scripts cannot raise an error of their own outside a trigger: json() of a row
+# that is not JSON fails with "malformed JSON" and stops the script there.
+_SQLITE_REFUSE_BAD = """-- stops with 'malformed JSON' if a legacy row's data is not JSON;
+-- list those rows with SELECT id FROM events WHERE NOT json_valid(data)
+SELECT json(coalesce(data, 'not json')) FROM events WHERE NOT_JSON""".replace(
+    "NOT_JSON", _SQLITE_NOT_JSON
+)
+
+_REFUSAL = (
+    "{count} legacy row(s) hold data that is not JSON (RFC 8259), which the store could "
+    "not replay: events.id {ids}. Nothing was changed. Fix or delete those rows and run "
+    "the upgrade again, or re-run it with --invalid-data string (alembic: -x "
+    "invalid_data=string) to keep each such data as a JSON string of its text"
+)
+
+
+def check_data() -> None:
+    """Every legacy row's ``data`` must be JSON, or the upgrade stops before changing
+    anything (option ``invalid_data=refuse``, the default), naming the rows; with
+    ``invalid_data=string`` each such ``data`` becomes the JSON string of its text.
+
+    Runs first in r0002, before any change (on PostgreSQL in an :func:`steps.autocommit`
+    block: a failed cast there aborts no transaction). On PostgreSQL a single pass casts
+    every row to ``json``; only if one fails are the rows sought one by one.
+    """
+    mode = steps.options().invalid_data
+    postgresql = steps.is_postgresql()
+    if steps.is_offline():
+        _check_data_offline(mode, postgresql)
+        return
+    bind = op.get_bind()
+    if postgresql:
+        try:
+            bad = bind.exec_driver_sql(
+                "SELECT count(*) FROM events WHERE data::json IS NULL"
+            ).scalar_one()
+        except DBAPIError as exc:  # invalid_text_representation: at least one bad row
+            if steps.sqlstate(exc) not in ("22P02", "22032"):
+                raise
+            bad = 1
+        if not bad:
+            return
+        bind.exec_driver_sql(_PG_IS_JSON)
+    ids = [row[0] for row in bind.exec_driver_sql(_PG_BAD_IDS if postgresql else _SQLITE_BAD_IDS)]
+    if not ids:
+        return
+    shown = ", ".join(str(i) for i in ids[:SHOWN_IDS]) + (" ..." if len(ids) > SHOWN_IDS else "")
+    if mode == "refuse":
+        raise SchemaError(_REFUSAL.format(count=len(ids), ids=shown))
+    bind.exec_driver_sql(_PG_QUOTE_BAD if postgresql else _SQLITE_QUOTE_BAD)
+    log.warning(
+        "kept the data of %d legacy row(s) that was not JSON as JSON strings: events.id %s",
+        len(ids),
+        shown,
+    )
+
+
+def _check_data_offline(mode: str, postgresql: bool) -> None:
+    if postgresql:
+        op.execute(_PG_IS_JSON)
+        op.execute(_PG_QUOTE_BAD if mode == "string" else _PG_REFUSE_BAD)
+    else:
+        op.execute(_SQLITE_QUOTE_BAD if mode == "string" else _SQLITE_REFUSE_BAD)
+
+
+def fix_timestamps() -> None:
+    """Legacy timestamps become whole epoch milliseconds in a ``BIGINT`` column.
+
+    Legacy writers computed ``time.time() * 1000``, so a legacy table may hold fractional
+    values, or declare the column ``REAL``/``double precision``. PostgreSQL: a column of
+    another type is converted (``ALTER COLUMN ... TYPE bigint``, truncating: a table
+    rewrite under the exclusive lock r0002 holds, so only for such tables). SQLite:
+    fractional values are truncated here; r0005's table rebuild declares the column
+    ``BIGINT``.
+    """
+    if steps.is_postgresql():
+        op.execute(
+            "DO $$\nBEGIN\n"
+            "    IF (SELECT data_type FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = 'events' AND column_name = 'timestamp') "
+            "<> 'bigint' THEN\n"
+            "        ALTER TABLE events ALTER COLUMN timestamp TYPE bigint "
+            "USING trunc(timestamp)::bigint;\n"
+            "    END IF;\nEND\n$$"
+        )
+        return
+    op.execute(
+        "UPDATE events SET timestamp = CAST(timestamp AS INTEGER) WHERE typeof(timestamp) = 'real'"
+    )
+
+
+def timestamp_is_integer() -> bool:
+    """SQLite, online: whether ``events.timestamp`` is declared an integer type."""
+    for column in inspect(op.get_bind()).get_columns("events"):
+        if column["name"] == "timestamp":
+            return "INT" in str(column["type"]).upper()
+    return True

@@ -1,4 +1,4 @@
-"""Alembic environment of the event store's schema: async SQLite and PostgreSQL.
+r"""Alembic environment of the event store's schema: async SQLite and PostgreSQL.
 
 Where the database is, first match wins:
 
@@ -11,6 +11,13 @@ Where the database is, first match wins:
 
 The history records itself in its own version table, and autogenerate compares only the
 store's own tables, so it shares a database with a host application's Alembic history.
+
+An upgrade (online) of a legacy database -- the pre-stream ``events`` table, never under
+Alembic -- stamps it with the legacy baseline revision first, so ``alembic upgrade head``
+upgrades it as ``eventstore migrate`` does; tables this history does not recognise are
+refused before anything runs. A ``--sql`` script stops at its first error: on PostgreSQL
+it starts with ``\set ON_ERROR_STOP on`` for ``psql``; for SQLite run it with
+``sqlite3 -bail``.
 PostgreSQL runs one transaction per revision, because revisions commit long work in
 steps; SQLite runs the whole upgrade in one ``BEGIN IMMEDIATE`` transaction (given an
 engine of :func:`eventstore.sql.engine.create_engine`, which issues it), so two processes
@@ -30,11 +37,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventstore.config import default_url
-from eventstore.migrations import VERSION_TABLE, steps
+from eventstore.errors import SchemaError
+from eventstore.migrations import LEGACY_BASELINE, VERSION_TABLE, steps
 from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
 from eventstore.sql.schema import metadata
 
 config = context.config
+log = logging.getLogger("eventstore.migrations")
 
 # Only the alembic command line has an ini file with logging sections; a programmatic
 # run keeps the caller's logging.
@@ -74,6 +83,19 @@ def _configure(**options: Any) -> None:
     )
 
 
+_PSQL_HEADER = """\\set ON_ERROR_STOP on
+-- mcp-eventstore schema upgrade for PostgreSQL. Run it with psql, so that it stops at
+-- the first error (such as a lock timeout) instead of running the rest against a
+-- half-upgraded database; the line above makes sure of that:
+--   psql -v ON_ERROR_STOP=1 -f FILE DATABASE_URL
+-- After an error, run `eventstore migrate` (or print a new script with
+-- `eventstore migrate --sql`): it starts where this one stopped."""
+
+_SQLITE_HEADER = """-- mcp-eventstore schema upgrade for SQLite. Run it so that it stops at the
+-- first error (each revision is one transaction):
+--   sqlite3 -bail DATABASE < FILE"""
+
+
 def run_offline() -> None:
     """``--sql``: print the script of the chosen dialect."""
     url = _url()
@@ -84,8 +106,28 @@ def run_offline() -> None:
         transactional_ddl=True,
         transaction_per_migration=True,
     )
+    migration = context.get_context()
+    header = _PSQL_HEADER if migration.dialect.name == "postgresql" else _SQLITE_HEADER
+    migration.impl.static_output(header)
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _is_upgrade() -> bool:
+    """Whether this run is ``alembic upgrade`` (not downgrade, stamp, current, check)."""
+    work = context.get_context().opts.get("fn")
+    return getattr(work, "__name__", "") == "upgrade"
+
+
+def _adopt_legacy(connection: Connection) -> bool:
+    """Before an upgrade: whether the database holds an unversioned legacy table to stamp
+    with the baseline (refusing tables this history does not recognise)."""
+    from eventstore.migrate import SchemaState, inspect_schema
+
+    found = inspect_schema(connection)
+    if found.state is SchemaState.UNRECOGNISED:
+        raise SchemaError(f"cannot migrate: {found.problem()}")
+    return found.state is SchemaState.LEGACY
 
 
 def run_on(connection: Connection) -> None:
@@ -98,6 +140,11 @@ def run_on(connection: Connection) -> None:
         _limit_waits(connection)
     try:
         with context.begin_transaction():
+            # SQLite: inside the upgrade's one transaction, so a failed upgrade leaves no
+            # stamp; PostgreSQL: committed with the first revision.
+            if _is_upgrade() and _adopt_legacy(connection):
+                log.info("an unversioned legacy events table: stamping %s", LEGACY_BASELINE)
+                context.get_context().stamp(context.script, LEGACY_BASELINE)
             context.run_migrations()
     finally:
         if postgresql:

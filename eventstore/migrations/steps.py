@@ -19,6 +19,7 @@ Options come from ``alembic -x name=value`` or, programmatically, from
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 
 from alembic import context, op
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, MissingGreenlet
+from sqlalchemy.util import await_only
 
 from eventstore.codec import check_id
 from eventstore.errors import InvalidInputError, SchemaError, StoreUnavailableError
@@ -41,7 +43,40 @@ CONCURRENT_LOCK_TIMEOUT_MS = 60_000
 
 _LOCK_NOT_AVAILABLE = "55P03"
 _UNIQUE_VIOLATION = "23505"
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s)?\s*$")
+
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+#: Longest duration :func:`parse_duration_ms` accepts (about 146 million years): any
+#: sum with a timestamp in epoch ms stays inside a signed 64-bit integer.
+MAX_DURATION_MS = 2**62
+#: PostgreSQL's largest ``lock_timeout`` (INT_MAX milliseconds, about 24.8 days).
+MAX_LOCK_TIMEOUT_MS = 2**31 - 1
+#: How legacy rows whose ``data`` is not JSON are handled (``invalid_data`` option).
+INVALID_DATA_MODES = ("refuse", "string")
+
+
+def parse_duration_ms(value: str) -> int:
+    """``500ms``, ``90s``, ``15m``, ``1h``, ``1h30m``, ``1.5h`` or ``2d``, in milliseconds.
+
+    Every part needs a unit, except a bare ``0``. Raises
+    :class:`~eventstore.errors.InvalidInputError` for anything else, and for a duration
+    longer than :data:`MAX_DURATION_MS`. This is the one duration syntax of the command
+    line (``eventstore prune --idle``, ``eventstore migrate --lock-timeout``) and of the
+    migrations' ``-x lock_timeout``.
+    """
+    text_ = str(value).strip().lower().replace(" ", "")
+    if text_ == "0":
+        return 0
+    parts = _DURATION_PART.findall(text_)
+    if not text_ or "".join(number + unit for number, unit in parts) != text_:
+        raise InvalidInputError(
+            f"{value!r} is not a duration like 500ms, 90s, 15m, 1h, 1h30m or 2d "
+            "(every number needs a unit)"
+        )
+    total = sum(float(number) * _UNIT_MS[unit] for number, unit in parts)
+    if total > MAX_DURATION_MS:
+        raise InvalidInputError(f"{value!r} is too long a duration")
+    return round(total)
 
 
 @dataclass(frozen=True)
@@ -56,6 +91,9 @@ class Options:
     lock_timeout_ms: int = 500
     #: Attempts at such a lock before the run gives up (it resumes when re-run).
     lock_retries: int = 60
+    #: Legacy rows whose data is not JSON: ``refuse`` the upgrade (naming the rows) or
+    #: keep each such ``data`` as a JSON ``string`` of its text.
+    invalid_data: str = "refuse"
 
     @classmethod
     def parse(cls, raw: Mapping[str, object]) -> Options:
@@ -72,6 +110,14 @@ class Options:
         if "lock_retries" in raw:
             retries = _positive("lock_retries", raw["lock_retries"])
             options = _replace(options, lock_retries=retries)
+        if "invalid_data" in raw:
+            mode = str(raw["invalid_data"]).strip().lower()
+            if mode not in INVALID_DATA_MODES:
+                raise InvalidInputError(
+                    f"invalid_data must be one of {', '.join(INVALID_DATA_MODES)}, "
+                    f"not {raw['invalid_data']!r}"
+                )
+            options = _replace(options, invalid_data=mode)
         return options
 
 
@@ -90,12 +136,20 @@ def _positive(name: str, value: object) -> int:
 
 
 def _milliseconds(value: object) -> int:
-    match = _DURATION.match(str(value))
-    if not match:
-        raise InvalidInputError(f"lock_timeout must look like 500ms or 2s, not {value!r}")
-    amount = int(match.group(1)) * (1000 if match.group(2) == "s" else 1)
+    """A lock timeout: an ``int`` is milliseconds, a string a duration (``500ms``, ``2s``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        amount = value
+    else:
+        try:
+            amount = parse_duration_ms(str(value))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"lock_timeout: {exc}") from None
     if amount < 1:
-        raise InvalidInputError("lock_timeout must be at least 1ms")
+        raise InvalidInputError("lock_timeout must be at least 1ms (0 would wait forever)")
+    if amount > MAX_LOCK_TIMEOUT_MS:
+        raise InvalidInputError(
+            f"lock_timeout must be at most {MAX_LOCK_TIMEOUT_MS} ms (about 24 days)"
+        )
     return amount
 
 
@@ -139,13 +193,26 @@ def _set_lock_timeout(bind: Connection | None, milliseconds: int) -> None:
         bind.exec_driver_sql(statement)
 
 
+def pause(seconds: float) -> None:
+    """Sleep without blocking the event loop the migration runs in.
+
+    Revisions run inside ``AsyncConnection.run_sync`` (a greenlet of the caller's event
+    loop): there the pause is an ``asyncio.sleep`` the loop serves other tasks during.
+    Anywhere else (a plain sync connection) it is ``time.sleep``.
+    """
+    try:
+        await_only(asyncio.sleep(seconds))
+    except MissingGreenlet:
+        time.sleep(seconds)
+
+
 def _attempts(what: str) -> Iterator[int]:
     """Attempt numbers, pausing between them so writers queued behind a wait drain."""
     retries = options().lock_retries
     for attempt in range(1, retries + 1):
         if attempt > 1:
             log.info("%s: lock not available, attempt %d of %d", what, attempt, retries)
-            time.sleep(min(0.05 * attempt, 1.0))
+            pause(min(0.05 * attempt, 1.0))
         yield attempt
 
 

@@ -70,7 +70,7 @@ async def query(url: str, statement: str, **params: Any) -> list[tuple[Any, ...]
         await db.dispose()
 
 
-async def insert_legacy(url: str, rows: Iterable[LegacyRow]) -> None:
+async def insert_legacy(url: str, rows: Iterable[tuple[str, str, str, float]]) -> None:
     """Append rows the way the pre-stream store did."""
     await execute(
         url,
@@ -79,15 +79,26 @@ async def insert_legacy(url: str, rows: Iterable[LegacyRow]) -> None:
     )
 
 
-async def create_unversioned_legacy(url: str, rows: Iterable[LegacyRow] = ()) -> None:
-    """A legacy database as the pre-stream store left it: its table, no Alembic history."""
+async def create_unversioned_legacy(
+    url: str,
+    rows: Iterable[tuple[str, str, str, float]] = (),
+    *,
+    index: bool = True,
+    timestamp_type: str = "BIGINT",
+) -> None:
+    """A legacy database as the pre-stream store left it: its table, no Alembic history.
+
+    Legacy stores varied: ``index=False`` leaves out ``ix_events_session_id``, and
+    ``timestamp_type`` may be ``REAL``/``DOUBLE PRECISION`` (with fractional values).
+    """
     serial = "SERIAL" if url.startswith("postgresql") else "INTEGER"
     await execute(
         url,
         f"CREATE TABLE events (id {serial} PRIMARY KEY, session_id TEXT NOT NULL, "
-        "event_id TEXT NOT NULL, data TEXT NOT NULL, timestamp BIGINT NOT NULL)",
+        f"event_id TEXT NOT NULL, data TEXT NOT NULL, timestamp {timestamp_type} NOT NULL)",
     )
-    await execute(url, "CREATE INDEX ix_events_session_id ON events (session_id)")
+    if index:
+        await execute(url, "CREATE INDEX ix_events_session_id ON events (session_id)")
     rows = list(rows)
     if rows:
         await insert_legacy(url, rows)

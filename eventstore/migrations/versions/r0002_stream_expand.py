@@ -6,6 +6,12 @@ constant default, ``seq`` none): no table rewrite, only a brief lock, taken firs
 ``lock_timeout``. Legacy rows read ``stream_id`` as the default stream id, ``-x
 default_stream_id=...`` (default ``_default``); a legacy writer's inserts get it too.
 
+Before anything changes, every legacy row's ``data`` must be JSON
+(:func:`eventstore.migrations.backfill.check_data`: the upgrade refuses, naming the rows,
+unless ``-x invalid_data=string``), and legacy timestamps become whole milliseconds in a
+``BIGINT`` column (:func:`eventstore.migrations.backfill.fix_timestamps`; on PostgreSQL a
+``REAL``/``double precision`` column is rewritten, under the exclusive lock).
+
 Downgrade folds the streams back into their sessions: both columns and the head table go,
 every event row stays (event ids are unique within a session by then, so the session-keyed
 store can still tell them apart).
@@ -22,7 +28,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from eventstore.migrations import steps
+from eventstore.migrations import backfill, steps
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
@@ -31,7 +37,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    if steps.is_offline():
+        backfill.check_data()
+    else:
+        with steps.autocommit():
+            backfill.check_data()
     steps.lock_table("events", "ACCESS EXCLUSIVE")
+    backfill.fix_timestamps()
     op.add_column(
         "events",
         sa.Column(

@@ -9,7 +9,9 @@ an interrupted run left, so a re-run completes.
 
 SQLite cannot change a column's nullability in place: ``batch_alter_table`` recreates the
 table (in the migration's transaction), which drops its triggers, so the retention trigger
-is created again. Rows a legacy writer added since r0003 are numbered first.
+is created again. Rows a legacy writer added since r0003 are numbered first. A legacy
+table may lack the session index (then there is none to drop) or declare ``timestamp``
+``REAL`` (the rebuild declares it ``BIGINT``; r0002 already truncated the values).
 
 Downgrade makes seq nullable again and rebuilds the session index.
 
@@ -41,13 +43,23 @@ _SESSION_INDEX = "ix_events_session_id"
 def upgrade() -> None:
     if not steps.is_postgresql():
         backfill.number_all()
+        offline = steps.is_offline()
+        # A legacy table may lack the session index, or declare timestamp REAL.
+        has_index = offline or _SESSION_INDEX in _sqlite_indexes()
+        integer_timestamps = offline or backfill.timestamp_is_integer()
         with _rebuild_events(seq_nullable=True) as batch:
             batch.alter_column("seq", existing_type=sa.BigInteger(), nullable=False)
-            batch.drop_index(_SESSION_INDEX)
+            if not integer_timestamps:
+                batch.alter_column("timestamp", type_=sa.BigInteger(), existing_nullable=False)
+            if has_index:
+                batch.drop_index(_SESSION_INDEX)
         for statement in ddl.SQLITE_TRIM_STREAMS:
             op.execute(statement)
         return
     with steps.autocommit():
+        if steps.is_offline():
+            # A script re-run after failing further on finds the constraint there.
+            steps.run(f"ALTER TABLE events DROP CONSTRAINT IF EXISTS {_CHECK}")
         if steps.is_offline() or not _check_exists():
             steps.run(
                 f"ALTER TABLE events ADD CONSTRAINT {_CHECK} CHECK (seq IS NOT NULL) NOT VALID"
@@ -71,6 +83,10 @@ def downgrade() -> None:
         steps.build_index_concurrently(
             _SESSION_INDEX, f"CREATE INDEX CONCURRENTLY {_SESSION_INDEX} ON events (session_id)"
         )
+
+
+def _sqlite_indexes() -> set[str]:
+    return {index["name"] or "" for index in sa.inspect(op.get_bind()).get_indexes("events")}
 
 
 def _check_exists() -> bool:
