@@ -10,6 +10,7 @@ from eventstore.cli import demo, info, migrate, prune, transfer
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mcp-eventstore", prog_name="eventstore")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Resumable event storage for MCP servers: memory, SQLite, PostgreSQL."""

@@ -1,10 +1,32 @@
-"""Options shared by several subcommands."""
+"""What several subcommands share: options, argument checks, running, and reporting.
+
+Every command reports a failure as one ``Error: ...`` line and a non-zero exit status
+(1, or 2 for bad usage), never a traceback; Ctrl-C ends it with status 130
+(:data:`EXIT_INTERRUPTED`) and a line saying how to go on.
+"""
 
 from __future__ import annotations
 
-import click
+import asyncio
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
+import click
+from sqlalchemy.engine import URL, make_url
+
+from eventstore.codec import check_id
 from eventstore.config import URL_ENV
+from eventstore.errors import InvalidInputError
+from eventstore.migrate import SchemaState, SchemaStatus, parse_duration_ms, status
+from eventstore.sql.engine import normalize_url
+
+T = TypeVar("T")
+
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 url_option = click.option(
     "--url",
@@ -14,3 +36,137 @@ url_option = click.option(
     help="Database URL (sqlite+aiosqlite:///file, postgresql+asyncpg://...). "
     "Default: the embedded SQLite file.",
 )
+
+
+def duration(
+    ctx: click.Context | None, param: click.Parameter | None, value: str | None
+) -> int | None:
+    """Click callback: ``90s``, ``15m``, ``1h``, ``1h30m``, ``2d``, ``500ms`` or ``0``, in ms."""
+    if value is None:
+        return None
+    try:
+        return parse_duration_ms(value)
+    except InvalidInputError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def an_id(
+    ctx: click.Context | None, param: click.Parameter | None, value: str | None
+) -> str | None:
+    """Click callback: a usable stream id (not empty, not only whitespace, ...)."""
+    if value is None:
+        return None
+    try:
+        return check_id(param.name if param and param.name else "id", value)
+    except InvalidInputError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def is_memory(url: str) -> bool:
+    return url.strip().lower().startswith("memory:")
+
+
+def safe_url(url: str | URL) -> str:
+    """``url`` for display: its password hidden."""
+    if isinstance(url, str) and is_memory(url):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "the given URL"
+
+
+def parse_url(url: str) -> URL:
+    """A supported database URL, or an ``Error:`` line (exit 2)."""
+    try:
+        return normalize_url(url)
+    except InvalidInputError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL (None for another backend)."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    return Path(url.database or "").expanduser()
+
+
+def require_database(url: str) -> URL:
+    """For a command that must not create anything: the URL, or an ``Error:`` line when it
+    names a SQLite file that does not exist."""
+    parsed = parse_url(url)
+    path = sqlite_path(parsed)
+    if path is not None and not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        fail(f"no eventstore database at {path}: the file {what} (nothing was created)")
+    return parsed
+
+
+async def require_store(url: str) -> SchemaStatus:
+    """For a command that must not create anything: the schema's status, or an ``Error:``
+    line unless the database at ``url`` holds an up-to-date event store. Only reads."""
+    found = await status(url)
+    if found.state is SchemaState.EMPTY:
+        fail(
+            f"no eventstore database at {safe_url(url)}: it has no event store tables "
+            "(nothing was created; `eventstore migrate` creates them)"
+        )
+    if found.state is not SchemaState.CURRENT:
+        fail(f"no usable eventstore database at {safe_url(url)}: {found.problem()}")
+    return found
+
+
+def fail(message: str) -> NoReturn:
+    raise click.ClickException(message)
+
+
+class Interrupted(Exception):
+    """The command was stopped by Ctrl-C (SIGINT)."""
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, where Ctrl-C cancels ``main`` and raises :class:`Interrupted`
+    -- whatever the cleanup after the cancellation raised on its way out."""
+    interrupted = False
+
+    async def guarded() -> T:
+        nonlocal interrupted
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigint() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            installed = True
+        except (NotImplementedError, RuntimeError, ValueError):
+            installed = False  # not the main thread, or no signals here: Python's default
+        try:
+            return await main
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
+
+    outer = guarded()
+    try:
+        return asyncio.run(outer)
+    except KeyboardInterrupt as exc:
+        raise Interrupted() from exc
+    except BaseException as exc:
+        if interrupted:
+            raise Interrupted() from exc
+        raise
+    finally:
+        # Never started (asyncio.run refused): no "never awaited" warnings.
+        outer.close()
+        main.close()
+
+
+def interrupted(message: str) -> NoReturn:
+    """End the command after Ctrl-C: ``message`` on stderr, exit status 130."""
+    click.echo(f"interrupted: {message}", err=True)
+    sys.exit(EXIT_INTERRUPTED)

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
-import re
-
 import click
-from sqlalchemy.engine import make_url
 
-from eventstore.cli.options import url_option
+from eventstore.cli.options import (
+    Interrupted,
+    duration,
+    fail,
+    interrupted,
+    is_memory,
+    require_database,
+    require_store,
+    run,
+    safe_url,
+    url_option,
+)
 from eventstore.config import default_url
 from eventstore.errors import EventStoreError
 from eventstore.open import open_store
 
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
-
-def parse_duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    """``90s``, ``15m``, ``1h``, ``1h30m``, ``2d`` or ``500ms``, in milliseconds."""
-    text = value.strip().lower().replace(" ", "")
-    parts = _PART.findall(text)
-    if not text or "".join(number + unit for number, unit in parts) != text:
-        raise click.BadParameter(f"{value!r} is not a duration like 90s, 15m, 1h, 1h30m or 2d")
-    return round(sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts) * 1000)
+def parse_duration(ctx: click.Context | None, param: click.Parameter | None, value: str) -> int:
+    """``90s``, ``15m``, ``1h``, ``1h30m``, ``2d``, ``500ms`` or ``0``, in milliseconds
+    (the one duration syntax of the command line: :func:`eventstore.migrate.parse_duration_ms`)."""
+    parsed = duration(ctx, param, value)
+    assert parsed is not None
+    return parsed
 
 
 @click.command()
@@ -41,17 +44,25 @@ def prune(url: str | None, idle_ms: int) -> None:
     The MCP SDK never tells the store that a session ended (unless the client sends
     DELETE), so run this periodically, with --idle no shorter than the server's
     session idle timeout (the SDK's default is 30 minutes). A server using
-    eventstore.mcp.resumable_app() does the same in the background.
+    eventstore.mcp.resumable_app() does the same in the background. It never creates a
+    database or a schema: a URL without an event store is an error.
     """
     target = url or default_url()
+    if is_memory(target):
+        raise click.UsageError(
+            "memory:// lives inside one process: there is nothing to prune from outside it"
+        )
+    require_database(target)
 
-    async def run() -> int:
-        async with open_store(target) as store:
+    async def prune_sessions() -> int:
+        await require_store(target)
+        async with open_store(target, create_schema=False) as store:
             return await store.prune_idle_sessions(idle_ms)
 
     try:
-        removed = asyncio.run(run())
+        removed = run(prune_sessions())
+    except Interrupted:
+        interrupted("the prune stopped; sessions already dropped stay dropped")
     except EventStoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    shown = make_url(target).render_as_string(hide_password=True)
-    click.echo(f"pruned {removed} idle session(s) from {shown}")
+        fail(str(exc))
+    click.echo(f"pruned {removed} idle session(s) from {safe_url(target)}")

@@ -129,6 +129,88 @@ def test_alembic_from_the_repository_root_prints_scripts(dialect: str) -> None:
     assert ("CREATE TRIGGER eventstore_assign_seq" in script) == (dialect == "postgresql")
 
 
+def test_alembic_upgrade_head_recognises_a_legacy_database(sql_url: str) -> None:
+    """No hand-stamping: the history's env.py stamps an unversioned legacy table 0001."""
+    asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
+    current = subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"url={sql_url}", "current"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert current.returncode == 0, current.stderr
+    # Looking is not upgrading: `alembic current` stamps nothing.
+    assert asyncio.run(migrate.status(sql_url)).state is SchemaState.LEGACY
+
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"url={sql_url}", "upgrade", "head"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "stamping 0001" in result.stderr
+    assert asyncio.run(migrate.status(sql_url)).state is SchemaState.CURRENT
+    asyncio.run(assert_numbered_in_order(sql_url))
+    assert asyncio.run(query(sql_url, "SELECT count(*) FROM events")) == [(3,)]
+
+
+def test_alembic_with_a_default_stream_id(sql_url: str) -> None:
+    asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-x",
+            f"url={sql_url}",
+            "-x",
+            "default_stream_id=stdio",
+            "upgrade",
+            "head",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    streams = asyncio.run(query(sql_url, "SELECT DISTINCT stream_id FROM events"))
+    assert streams == [("stdio",)]
+
+
+def test_alembic_refuses_unrecognised_tables_before_running(sql_url: str) -> None:
+    asyncio.run(execute(sql_url, "CREATE TABLE events (id INTEGER PRIMARY KEY, body TEXT)"))
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"url={sql_url}", "upgrade", "head"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "cannot migrate: the database holds tables this version does not recognise" in (
+        result.stderr
+    )
+    assert asyncio.run(query(sql_url, "SELECT count(*) FROM events")) == [(0,)]
+
+
+def test_the_hints_name_commands_that_work(sql_url: str) -> None:
+    asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
+    legacy = asyncio.run(migrate.status(sql_url)).problem()
+    assert legacy.startswith("the database holds a legacy (pre-stream) events table of 3 rows")
+    assert "`eventstore migrate --url URL` (or `alembic -x url=URL upgrade head`)" in legacy
+    asyncio.run(migrate.upgrade(sql_url))
+    asyncio.run(alembic(sql_url, "downgrade", "0003"))
+    behind = asyncio.run(migrate.status(sql_url)).problem()
+    assert behind.startswith("the database is at revision 0003; this version's head is 0005")
+    result = CliRunner().invoke(main, ["info", "--url", sql_url])
+    assert result.exit_code == 1
+    assert "the database is at revision 0003" in result.output
+    assert "alembic -x url=URL upgrade head" in result.output
+
+
 def test_alembic_from_the_repository_root_uses_the_default_database(tmp_path: Path) -> None:
     """No URL given: ``$EVENTSTORE_DATABASE_URL``, else the embedded file in the data dir."""
     environment = {k: v for k, v in os.environ.items() if k != "EVENTSTORE_DATABASE_URL"}
@@ -253,8 +335,26 @@ async def test_upgrading_through_an_engine_leaves_its_pool_clean(postgres_url: s
 
 
 def test_bad_options_are_refused_before_anything_runs(sqlite_url: str) -> None:
-    code, output = _migrate("--url", sqlite_url, "--lock-timeout", "soon")
-    assert code == 1 and "lock_timeout must look like 500ms or 2s" in output
-    code, output = _migrate("--url", sqlite_url, "--default-stream-id", " ")
-    assert code == 1 and "default_stream_id" in output
+    for option, value, message in [
+        ("--lock-timeout", "soon", "is not a duration like 500ms"),
+        ("--lock-timeout", "0", "at least 1ms"),
+        ("--lock-timeout", "30d", "at most"),
+        ("--default-stream-id", " ", "default_stream_id must not be empty"),
+        ("--default-stream-id", "", "default_stream_id must not be empty"),
+        ("--invalid-data", "drop", "'drop' is not one of"),
+        ("--batch-size", "0", "0 is not in the range"),
+    ]:
+        code, output = _migrate("--url", sqlite_url, option, value)
+        assert code == 2, (option, value, output)
+        assert message in output, output
+        assert "Traceback" not in output
+    assert not Path(normalize_url(sqlite_url).database or "").exists()
     assert asyncio.run(migrate.status(sqlite_url)).state is SchemaState.EMPTY
+
+
+def test_lock_timeout_takes_the_duration_syntax_prune_takes(postgres_url: str) -> None:
+    code, script = _migrate("--url", postgres_url, "--sql", "--lock-timeout", "1h")
+    assert code == 0, script
+    assert "SET lock_timeout = '3600000ms';" in script
+    code, script = _migrate("--url", postgres_url, "--sql", "--lock-timeout", "1m30s")
+    assert "SET lock_timeout = '90000ms';" in script
