@@ -2,39 +2,53 @@
 
 Exit codes of ``eventstore import``: 0 everything was imported (or, with ``--dry-run``,
 would be); 3 (:data:`EXIT_REJECTED`) it finished but rejected lines (see the reject file);
-1 it failed (unreadable source, unreachable target); 2 bad usage; 130 interrupted (run
-the same command again to resume).
+1 it failed (unreadable source, unreachable target, unwritable reject file); 2 bad usage;
+130 interrupted (run the same command again to resume).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gzip
 import os
+import stat
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, cast
 
 import click
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
-from eventstore.cli.options import url_option
+from eventstore.cli.options import (
+    EXIT_INTERRUPTED,
+    Interrupted,
+    an_id,
+    fail,
+    interrupted,
+    is_memory,
+    parse_url,
+    run,
+    safe_url,
+    sqlite_path,
+    url_option,
+)
 from eventstore.config import default_url
 from eventstore.errors import EventStoreError, SchemaError
 from eventstore.events import DEFAULT_STREAM_ID
 from eventstore.memory import InMemoryEventStore
 from eventstore.open import open_store
-from eventstore.sql.engine import normalize_url
 from eventstore.store import EventStore
 from eventstore.transfer import (
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
+    DumpFile,
     EventsTable,
     ImportReport,
     LogProgress,
     ProgressSink,
+    Reject,
     RejectFile,
     RichProgress,
     Source,
@@ -45,8 +59,10 @@ from eventstore.transfer import (
 
 #: Exit code of an import that finished but rejected at least one line.
 EXIT_REJECTED = 3
-#: Exit code of an interrupted import (128 + SIGINT, as shells report it).
-EXIT_INTERRUPTED = 130
+#: Rejects a dry run shows (it writes no reject file).
+SHOWN_REJECTS = 10
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_REJECTED", "export_command", "import_command"]
 
 
 def _progress(log_every: float) -> ProgressSink:
@@ -55,14 +71,36 @@ def _progress(log_every: float) -> ProgressSink:
     return LogProgress(lambda line: click.echo(line, err=True), interval=log_every)
 
 
-def _is_memory(url: str) -> bool:
-    return url.strip().lower().startswith("memory:")
+def _check_writable(path: Path, what: str) -> None:
+    """Fail (one ``Error:`` line) unless a file could be written at ``path``."""
+    if path.is_dir():
+        fail(f"cannot write the {what} {path}: it is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        why = "is not a directory" if parent.exists() else "does not exist"
+        fail(f"cannot write the {what} {path}: the directory {parent} {why}")
+    if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
+        fail(f"cannot write the {what} {path}: the directory {parent} is not writable")
 
 
-def _safe(url: str | URL) -> str:
-    if isinstance(url, str) and _is_memory(url):
-        return url
-    return make_url(url).render_as_string(hide_password=True)
+def _same_file(a: Path, b: Path) -> bool:
+    with contextlib.suppress(OSError):
+        if a.exists() and b.exists():
+            return a.samefile(b)
+    return a.expanduser().resolve() == b.expanduser().resolve()
+
+
+class _RejectSample:
+    """A dry run's rejects: counted, the first few kept to show; nothing is written."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.shown: list[Reject] = []
+
+    def __call__(self, reject: Reject) -> None:
+        self.count += 1
+        if len(self.shown) < SHOWN_REJECTS:
+            self.shown.append(reject)
 
 
 @click.command("import")
@@ -72,17 +110,23 @@ def _safe(url: str | URL) -> str:
     "--stream-id",
     default=DEFAULT_STREAM_ID,
     show_default=True,
+    callback=an_id,
     help="Stream for events that have none (legacy dumps and tables). "
     "Events exported with a stream keep theirs.",
 )
 @click.option(
     "--rejects",
     "rejects_path",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=click.Path(path_type=Path),
     help="JSON-lines file for rejected lines (line, reason, source). Default: "
     "SOURCE.rejects.jsonl, or eventstore-import.rejects.jsonl for a database or stdin.",
 )
-@click.option("--dry-run", is_flag=True, help="Read, check and report; write nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read, check against the target and report; write nothing (no reject file "
+    "either: the first rejects are shown).",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(1, MAX_BATCH_SIZE),
@@ -114,51 +158,99 @@ def import_command(
     read without being modified.
 
     Order within each session is kept (seq, else timestamp, then source order) and events
-    keep their timestamps. Re-running the same import stores nothing twice: that is how
-    an interrupted import resumes. Exit codes: 0 done, 3 done but lines were rejected,
-    1 failed, 130 interrupted.
+    keep their timestamps. Every event is checked against the target: one it already
+    holds is not written again, so re-running the same import stores nothing twice (that
+    is how an interrupted import resumes), and the summary tells new events from those
+    already present.
+
+    \b
+    Exit codes:
+      0    done (with --dry-run: would be)
+      3    done, but lines were rejected (see the reject file)
+      1    failed (unreadable source, unreachable target, unwritable reject file)
+      2    bad usage (unknown option, SOURCE and --url the same database, ...)
+      130  interrupted: run the same command again to import the rest
     """
     target = url or default_url()
-    if _is_memory(target):
+    if is_memory(target):
         raise click.UsageError(
             "an in-memory store lives only inside this process: import into a database URL"
         )
+    parse_url(target)
+    if is_memory(source):
+        raise click.UsageError(
+            "memory:// has nothing to import from: an in-memory store lives only inside its "
+            "own process (export it there, or import a dump)"
+        )
     try:
         origin = open_source(source)
-        if isinstance(origin, EventsTable) and _same_database(origin.url, target):
-            raise click.UsageError("SOURCE and --url are the same database")
     except EventStoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+        fail(str(exc))
+    if isinstance(origin, EventsTable) and _same_database(origin.url, target):
+        raise click.UsageError("SOURCE and --url are the same database")
     if rejects_path is None:
         rejects_path = Path(
             "eventstore-import.rejects.jsonl"
             if isinstance(origin, EventsTable) or source == "-"
             else f"{source}.rejects.jsonl"
         )
+    _check_rejects_path(rejects_path, origin, target, dry_run)
+    sample = _RejectSample()
     rejects = RejectFile(rejects_path)
     progress = _progress(log_every)
     click.echo(f"source: {origin.description}")
-    click.echo(f"target: {_safe(target)}{' (dry run: nothing is written)' if dry_run else ''}")
+    click.echo(f"target: {safe_url(target)}{' (dry run: nothing is written)' if dry_run else ''}")
     try:
         try:
-            report = asyncio.run(
-                _import(origin, target, stream_id, batch_size, dry_run, rejects, progress)
+            report = run(
+                _import(
+                    origin,
+                    target,
+                    stream_id,
+                    batch_size,
+                    dry_run,
+                    sample if dry_run else rejects,
+                    progress,
+                )
             )
         finally:
             progress.finish()
-            rejects.close()
-    except KeyboardInterrupt:
-        click.echo(
-            "interrupted: every batch committed so far is kept; run the same command again "
-            "to import the rest (nothing is stored twice)",
-            err=True,
+            if not dry_run:
+                rejects.close()
+    except Interrupted:
+        interrupted(
+            "every batch committed so far is kept; run the same command again to import "
+            "the rest (nothing is stored twice)"
         )
-        sys.exit(EXIT_INTERRUPTED)
     except EventStoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _summarise(report, rejects)
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write the reject file {rejects_path}: {exc.strerror or exc}")
+    _summarise(report, rejects_path, sample)
     if report.rejected:
         sys.exit(EXIT_REJECTED)
+
+
+def _check_rejects_path(path: Path, origin: Source, target: str, dry_run: bool) -> None:
+    """Refuse a reject file that would overwrite the source or a database, or that cannot
+    be written -- before anything is read or created."""
+    clobbered: list[tuple[Path, str]] = []
+    if isinstance(origin, DumpFile) and origin.path != "-":
+        clobbered.append((Path(origin.path), "the source dump"))
+    if isinstance(origin, EventsTable):
+        source_file = sqlite_path(origin.url)
+        if source_file is not None:
+            clobbered.append((source_file, "the source database"))
+    target_file = sqlite_path(parse_url(target))
+    if target_file is not None:
+        clobbered.append((target_file, "the target database"))
+    for other, what in clobbered:
+        if _same_file(path, other):
+            raise click.UsageError(
+                f"--rejects {path} is {what}: the rejects would overwrite it; choose another file"
+            )
+    if not dry_run:
+        _check_writable(path, "reject file")
 
 
 async def _import(
@@ -167,7 +259,7 @@ async def _import(
     stream_id: str,
     batch_size: int,
     dry_run: bool,
-    rejects: RejectFile,
+    on_reject: RejectFile | _RejectSample,
     progress: ProgressSink,
 ) -> ImportReport:
     async with _target(target, dry_run) as store:
@@ -177,7 +269,7 @@ async def _import(
             stream_id=stream_id,
             batch_size=batch_size,
             dry_run=dry_run,
-            on_reject=rejects,
+            on_reject=on_reject,
             progress=progress,
         )
 
@@ -206,31 +298,43 @@ async def _target(target: str, dry_run: bool) -> AsyncIterator[EventStore]:
 
 
 def _missing_sqlite_file(target: str) -> bool:
-    if _is_memory(target):
+    if is_memory(target):
         return False
-    parsed = normalize_url(target)
-    return parsed.get_backend_name() == "sqlite" and not (
-        Path(parsed.database or "").expanduser().is_file()
-    )
+    path = sqlite_path(parse_url(target))
+    return path is not None and not path.is_file()
 
 
 def _same_database(source: URL, target: str) -> bool:
-    other = normalize_url(target)
-    if source.get_backend_name() == "sqlite" and other.get_backend_name() == "sqlite":
-        return Path(source.database or "").resolve() == Path(other.database or "").resolve()
+    other = parse_url(target)
+    source_file, target_file = sqlite_path(source), sqlite_path(other)
+    if source_file is not None and target_file is not None:
+        return _same_file(source_file, target_file)
     return source.render_as_string(hide_password=False) == other.render_as_string(
         hide_password=False
     )
 
 
-def _summarise(report: ImportReport, rejects: RejectFile) -> None:
+def _summarise(report: ImportReport, rejects: Path, sample: _RejectSample) -> None:
     click.echo(
         f"read: {report.read:,} events (events without a stream go to stream {report.stream_id!r})"
     )
     if report.duplicates:
         click.echo(f"skipped: {report.duplicates:,} identical duplicate lines")
     if report.rejected:
-        click.echo(f"rejected: {report.rejected:,} lines, listed in {rejects.path}")
+        held = (
+            f" ({report.conflicts:,} of them already in the target with other content)"
+            if report.conflicts
+            else ""
+        )
+        if report.dry_run:
+            click.echo(
+                f"would reject: {report.rejected:,} lines{held}; no reject file is written "
+                "by a dry run, the first ones:"
+            )
+            for reject in sample.shown:
+                click.echo(f"  line {reject.position}: {reject.reason}")
+        else:
+            click.echo(f"rejected: {report.rejected:,} lines{held}, listed in {rejects}")
     cap = report.cap
     if cap is not None and cap.streams:
         click.echo(
@@ -245,10 +349,15 @@ def _summarise(report: ImportReport, rejects: RejectFile) -> None:
             )
         if cap.streams > len(cap.examples):
             click.echo(f"  ... and {cap.streams - len(cap.examples):,} more stream(s)")
+    if report.present:
+        click.echo(
+            f"already present: {report.present:,} events (the target holds them, identical; "
+            "not written again)"
+        )
     verb = "would import" if report.dry_run else "imported"
-    count = report.events if report.dry_run else report.stored
     click.echo(
-        f"{verb}: {count:,} events in {report.sessions:,} sessions ({report.streams:,} streams)"
+        f"{verb}: {report.new:,} new events in {report.sessions:,} sessions "
+        f"({report.streams:,} streams)"
     )
 
 
@@ -263,20 +372,29 @@ def _summarise(report: ImportReport, rejects: RejectFile) -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write to this file instead of standard output; a name ending in .gz is gzip-compressed.",
+    type=click.Path(path_type=Path),
+    help="Write to this file instead of standard output; a name ending in .gz is "
+    "gzip-compressed. The file appears only once the export is complete.",
 )
 def export_command(url: str | None, session_ids: tuple[str, ...], output: Path | None) -> None:
     """Write the store at --url as JSON lines (with stream_id and seq).
 
     One event a line, session by session, stream by stream, in seq order, streamed from
-    one consistent snapshot in constant memory. `eventstore import` reads it back.
+    one consistent snapshot in constant memory. `eventstore import` reads it back. With
+    --output, the export goes to a temporary file next to it, renamed when complete: an
+    interrupted or failed export leaves nothing that looks like a dump.
     """
     target = url or default_url()
+    if is_memory(target):
+        raise click.UsageError(
+            "memory:// has nothing to export: an in-memory store lives only inside its own process"
+        )
     if _missing_sqlite_file(target):
-        raise click.ClickException(f"no SQLite database at {_safe(target)}")
+        fail(f"no SQLite database at {safe_url(target)}")
+    if output is not None:
+        _check_writable(output, "output")
 
-    async def run(out: IO[bytes]) -> int:
+    async def export(out: IO[bytes]) -> int:
         progress = _progress(10.0)
         try:
             async with open_store(target, create_schema=False) as store:
@@ -284,26 +402,67 @@ def export_command(url: str | None, session_ids: tuple[str, ...], output: Path |
         finally:
             progress.finish()
 
+    shown = "standard output" if output is None else str(output)
     try:
         with _output(output) as out:
-            count = asyncio.run(run(out))
+            count = run(export(out))
+    except Interrupted:
+        interrupted(
+            "the output is incomplete"
+            if output is None
+            else f"nothing was written to {output}; run the export again"
+        )
     except EventStoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+        fail(str(exc))
     except BrokenPipeError:
         # The reader stopped early (`| head`): not an error worth a traceback.
         sys.stdout = open(os.devnull, "w")
         sys.exit(1)
+    except OSError as exc:
+        fail(f"cannot write {shown}: {exc.strerror or exc}")
     click.echo(f"exported {count:,} events", err=True)
 
 
 @contextlib.contextmanager
 def _output(path: Path | None) -> Iterator[IO[bytes]]:
+    """Where the export goes: standard output, a device or pipe as it is, or a regular
+    file written under a temporary name and renamed into place once complete."""
     if path is None:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
-    elif path.name.endswith(".gz"):
-        with gzip.open(path, "wb") as compressed:
-            yield cast(IO[bytes], compressed)
-    else:
-        with open(path, "wb") as plain:
-            yield plain
+        return
+    try:
+        special = not stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        special = False  # no such file yet
+    if special:
+        # /dev/stdout, a FIFO, /dev/null: there is nothing to rename into place.
+        with open(path, "wb") as device:
+            yield device
+        return
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    partial = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as raw:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(filename=str(path), mode="wb", fileobj=raw) as compressed:
+                    yield cast(IO[bytes], compressed)
+            else:
+                yield raw
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(partial, _file_mode(path))
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _file_mode(path: Path) -> int:
+    """The mode ``open()`` would have given a new file (or the file's own, if it exists)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

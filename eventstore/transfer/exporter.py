@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from eventstore.codec import check_id, decode_data
-from eventstore.errors import InvalidInputError, StoreUnavailableError
+from eventstore.errors import EventStoreError, InvalidInputError, StoreUnavailableError
 from eventstore.events import StoredEvent
 from eventstore.sql import postgresql, sqlite
 from eventstore.sql.schema import events
@@ -48,7 +48,10 @@ async def export_events(
     ``session_ids`` limits the export to those sessions. Only SQL stores can be
     exported: an in-memory store has nothing another process could read. Raises
     :class:`~eventstore.errors.InvalidInputError` for another store or a bad session id,
-    :class:`~eventstore.errors.StoreUnavailableError` when the database fails.
+    :class:`~eventstore.errors.StoreUnavailableError` when the database fails, and
+    :class:`~eventstore.errors.EventStoreError` naming the row when a row's data is not
+    JSON (written by something other than this library); what was written to ``out``
+    until then is incomplete.
     """
     if not isinstance(store, SqlEventStore):
         raise InvalidInputError(
@@ -85,7 +88,7 @@ def _write(out: IO[bytes], rows: Sequence[Any]) -> None:
             StoredEvent(
                 id=row.event_id,
                 stream_id=row.stream_id,
-                data=decode_data(row.data),
+                data=_data(row),
                 timestamp=row.timestamp,
                 session_id=row.session_id,
                 seq=row.seq,
@@ -94,3 +97,14 @@ def _write(out: IO[bytes], rows: Sequence[Any]) -> None:
         for row in rows
     ]
     out.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def _data(row: Any) -> Any:
+    try:
+        return decode_data(row.data)
+    except (ValueError, TypeError, EventStoreError) as exc:
+        raise EventStoreError(
+            f"cannot export event {row.event_id!r} (session {row.session_id!r}, stream "
+            f"{row.stream_id!r}, seq {row.seq}): its stored data is not JSON ({exc}); fix or "
+            "delete that row"
+        ) from None

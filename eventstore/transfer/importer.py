@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from eventstore.codec import check_id, decode_data
+from eventstore.codec import check_id, decode_data, same_content
 from eventstore.errors import (
+    DuplicateEventError,
     EventStoreError,
     InvalidInputError,
     StoreClosedError,
@@ -31,6 +32,7 @@ from eventstore.errors import (
 from eventstore.events import DEFAULT_STREAM_ID, StoredEvent
 from eventstore.requests import StoreEvent
 from eventstore.store import EventStore
+from eventstore.transfer.lookup import TargetLookup
 from eventstore.transfer.progress import NoProgress, ProgressSink
 from eventstore.transfer.records import Reject, SourceEvent
 from eventstore.transfer.sources import Source
@@ -47,9 +49,12 @@ MAX_BATCH_SIZE = MAX_BATCH_LIMIT
 class ImportReport:
     """What an import read, skipped, rejected and stored.
 
-    ``events`` is what remained to write after duplicates and the cap; ``stored`` how
-    many of those the target holds now (newly written or already there from an earlier
-    run). For a dry run ``stored`` stays 0.
+    ``events`` is what remained to write after duplicates and the cap. Checked against
+    the target, each of those is ``new`` (written by this run; for a dry run, would be),
+    ``present`` (the target already holds it, identical: written by an earlier run, so
+    nothing to do) or a reject (the target holds its id with other data or another
+    stream; counted in ``rejected`` and in ``conflicts``). ``sessions`` and ``streams``
+    count where the new events go.
     """
 
     source: str
@@ -62,7 +67,17 @@ class ImportReport:
     events: int = 0
     sessions: int = 0
     streams: int = 0
-    stored: int = 0
+    new: int = 0
+    present: int = 0
+    conflicts: int = 0
+    #: Whether each event was checked against the target (False: a store this import
+    #: cannot look into before writing; ``new`` then counts every event written).
+    checked: bool = True
+
+    @property
+    def stored(self) -> int:
+        """How many of :attr:`events` the target holds now (0 for a dry run)."""
+        return 0 if self.dry_run else self.new + self.present
 
 
 async def import_events(
@@ -87,9 +102,14 @@ async def import_events(
       (:attr:`ImportReport.cap` says which streams were cut). A per-stream cap smaller
       than the store-wide one, on a stream the target already has, is applied by the
       store as usual.
+    * Each event is looked up in the target first: one it already holds, identical, is
+      counted as present and not written again; one whose id it holds with other data
+      or another stream is rejected.
     * Every line that is not imported for a reason other than the two above goes to
-      ``on_reject`` with its position and the reason, and the import carries on.
-    * ``dry_run``: read, settle and report, write nothing.
+      ``on_reject`` with its position and the reason, and the import carries on. Rejects
+      for conflicting ids come last, once the whole source is settled, each with its
+      input as it was (for standard input, which cannot be read twice: as parsed).
+    * ``dry_run``: read, settle, check against the target and report; write nothing.
 
     Idempotent: re-running the same import stores nothing twice, so it is also how an
     interrupted import resumes. Raises :class:`~eventstore.errors.InvalidInputError` when
@@ -127,19 +147,34 @@ async def import_events(
             report.read += len(events)
             progress.advance(len(chunk))
         progress.start("sorting and de-duplicating", None)
-        await asyncio.to_thread(staging.seal, reject)
+        await asyncio.to_thread(staging.seal)
         report.duplicates = staging.duplicates
         cap = await store.get_max_events_per_stream()
         if cap is not None:
             report.cap = await asyncio.to_thread(staging.apply_cap, cap)
-        report.events, report.sessions, report.streams = await asyncio.to_thread(staging.counts)
-        if dry_run:
-            return report
-        progress.start("importing", report.events)
-        await _write(staging, store, batch_size, report, reject, progress)
+        report.events, _, _ = await asyncio.to_thread(staging.counts)
+        progress.start("checking against the target" if dry_run else "importing", report.events)
+        await _write(staging, store, batch_size, report, progress)
+        await _late_rejects(staging, source, reject, original=not dry_run)
         return report
     finally:
         staging.close()
+
+
+class _Where:
+    """Counts the sessions and streams of events that come in (session, stream) order."""
+
+    def __init__(self, report: ImportReport) -> None:
+        self.report = report
+        self.last: tuple[str, str] | None = None
+
+    def add(self, event: StagedEvent) -> None:
+        key = (event.session_id, event.stream_id)
+        if key != self.last:
+            if self.last is None or key[0] != self.last[0]:
+                self.report.sessions += 1
+            self.report.streams += 1
+            self.last = key
 
 
 async def _write(
@@ -147,26 +182,59 @@ async def _write(
     store: EventStore,
     batch_size: int,
     report: ImportReport,
-    reject: Callable[[Reject], None],
     progress: ProgressSink,
 ) -> None:
-    """Feed the staged events to a worker in order; account for each as it commits."""
+    """Check each staged event against the target; feed the new ones to a worker in order
+    (for a dry run, only count them); account for each as it commits."""
     batches = staging.ordered(batch_size)
     pending: deque[tuple[StagedEvent, asyncio.Future[StoredEvent]]] = deque()
+    lookup = TargetLookup(store)
+    report.checked = lookup.checks
+    where = _Where(report)
 
     def settle_done() -> None:
         settled = 0
         while pending and pending[0][1].done():
             event, future = pending.popleft()
-            _account(event, future, report, reject)
+            _account(event, future, report, staging, where)
             settled += 1
         progress.advance(settled)
 
+    async def fresh(staged: list[StagedEvent]) -> list[StagedEvent]:
+        held = await lookup.held(staged)
+        new: list[StagedEvent] = []
+        for event in staged:
+            found = held.get((event.session_id, event.event_id))
+            if found is None:
+                new.append(event)
+            elif found[0] == event.stream_id and same_content(found[1], event.text):
+                report.present += 1
+            else:
+                what = "stream" if found[0] != event.stream_id else "data"
+                report.conflicts += 1
+                await asyncio.to_thread(
+                    staging.add_late_reject,
+                    event,
+                    f"event id {event.event_id!r} of session {event.session_id!r} is already "
+                    f"in the target with different {what}",
+                )
+        progress.advance(len(staged) - len(new))
+        return new
+
+    if report.dry_run:
+        while (staged := await asyncio.to_thread(next, batches, None)) is not None:
+            new = await fresh(staged)
+            for event in new:
+                report.new += 1
+                where.add(event)
+            progress.advance(len(new))
+        return
     # A queue of two batches keeps the worker busy while the next batch is fetched, and
     # bounds memory: submit() waits for room.
     async with PersistenceWorker(store, max_batch=batch_size, max_queue=2 * batch_size) as worker:
-        while (batch := await asyncio.to_thread(_next_requests, batches)) is not None:
-            for event, request in zip(*batch, strict=True):
+        while (staged := await asyncio.to_thread(next, batches, None)) is not None:
+            new = await fresh(staged)
+            for event, request in zip(new, _requests(new), strict=True):
                 pending.append((event, await worker.submit(request)))
             settle_done()
         await worker.flush()
@@ -177,33 +245,42 @@ def _account(
     event: StagedEvent,
     future: asyncio.Future[StoredEvent],
     report: ImportReport,
-    reject: Callable[[Reject], None],
+    staging: Staging,
+    where: _Where,
 ) -> None:
     error = future.exception()
     if error is None:
-        report.stored += 1
+        report.new += 1
+        where.add(event)
     elif isinstance(error, (StoreUnavailableError, StoreClosedError)):
         # Not this event's fault: the target is gone; stop (a re-run resumes).
         raise error
     elif isinstance(error, EventStoreError):
-        reject(
-            Reject(
-                event.position,
-                f"the target store refused it: {error}",
-                event.source_event().to_line(),
-            )
-        )
+        if isinstance(error, DuplicateEventError):
+            report.conflicts += 1
+        staging.add_late_reject(event, f"the target store refused it: {error}")
     else:
         raise error
 
 
-def _next_requests(
-    batches: Iterator[list[StagedEvent]],
-) -> tuple[list[StagedEvent], list[StoreEvent]] | None:
-    staged = next(batches, None)
-    if staged is None:
-        return None
-    return staged, [
+async def _late_rejects(
+    staging: Staging, source: Source, reject: Callable[[Reject], None], *, original: bool
+) -> None:
+    """Report the rejects kept for the end, each with its input as it was (``original``;
+    else as parsed)."""
+    chunks = staging.late_rejects()
+    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+        found: dict[int, str] = {}
+        if original:
+            async for pairs in source.originals(iter([r.position for r in chunk])):
+                found.update(pairs)
+        for item in chunk:
+            text = found.get(item.position)
+            reject(item if text is None else Reject(item.position, item.reason, text))
+
+
+def _requests(staged: list[StagedEvent]) -> list[StoreEvent]:
+    return [
         StoreEvent(
             e.session_id, e.stream_id, e.event_id, decode_data(e.text), timestamp=e.timestamp
         )

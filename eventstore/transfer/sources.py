@@ -9,7 +9,8 @@
 
 Both yield validated :class:`~eventstore.transfer.records.SourceEvent` objects and
 :class:`~eventstore.transfer.records.Reject` objects in source order, in chunks, reading
-and parsing off the event loop.
+and parsing off the event loop. :meth:`Source.originals` gives the input at chosen
+positions back exactly as it was (for reject reports).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,7 +33,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from eventstore.errors import InvalidInputError, StoreUnavailableError
 from eventstore.sql.engine import normalize_url
-from eventstore.transfer.records import Reject, SourceEvent, parse_line, parse_row
+from eventstore.transfer.records import Reject, SourceEvent, dumps_line, parse_line, parse_row
 
 #: Source events handed on at a time.
 CHUNK = 5000
@@ -41,6 +43,8 @@ _LEGACY_COLUMNS = ("id", "session_id", "event_id", "data", "timestamp")
 _STREAM_COLUMNS = ("stream_id", "seq")
 
 Chunk = list[SourceEvent | Reject]
+#: ``(position, the input there as it was)`` pairs.
+Originals = list[tuple[int, str]]
 
 
 class Source(ABC):
@@ -59,12 +63,23 @@ class Source(ABC):
         all (missing file, corrupt gzip stream, no ``events`` table).
         """
 
+    async def originals(self, positions: Iterator[int]) -> AsyncIterator[Originals]:
+        """The input at ``positions`` (ascending) as it was read, in chunks.
+
+        Positions the source cannot give back again (standard input, which is read only
+        once) are left out.
+        """
+        for _ in ():
+            yield []
+
 
 class DumpFile(Source):
     """A JSON-lines dump: a path (plain or gzip) or ``-`` for standard input."""
 
     def __init__(self, path: str) -> None:
         if path != "-" and not Path(path).is_file():
+            if Path(path).is_dir():
+                raise InvalidInputError(f"{path} is a directory, not a dump file")
             raise InvalidInputError(f"no such dump file: {path}")
         self.path = path
         self.description = "standard input" if path == "-" else path
@@ -95,6 +110,33 @@ class DumpFile(Source):
             raise InvalidInputError(
                 f"cannot read {self.description} after line {position}: {exc}; nothing was imported"
             ) from exc
+
+    async def originals(self, positions: Iterator[int]) -> AsyncIterator[Originals]:
+        if self.path == "-":
+            return
+        chunks = self._original_lines(positions)
+        try:
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                yield chunk
+        finally:
+            chunks.close()
+
+    def _original_lines(self, positions: Iterator[int]) -> Generator[Originals, None, None]:
+        wanted = next(positions, None)
+        chunk: Originals = []
+        with self._open() as lines:
+            for position, raw in enumerate(lines, start=1):
+                if wanted is None:
+                    break
+                if position == wanted:
+                    text = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    chunk.append((position, text))
+                    if len(chunk) >= CHUNK:
+                        yield chunk
+                        chunk = []
+                    wanted = next(positions, None)
+        if chunk:
+            yield chunk
 
     @contextmanager
     def _open(self) -> Iterator[Iterable[bytes]]:
@@ -128,6 +170,11 @@ class EventsTable(Source):
     """
 
     def __init__(self, url: str) -> None:
+        if url.strip().lower().startswith("memory:"):
+            raise InvalidInputError(
+                "memory:// has nothing to import from: an in-memory store lives only inside "
+                "its own process (export it there, or import a dump)"
+            )
         self.url = normalize_url(url)
         self.description = self.url.render_as_string(hide_password=True)
         if self.url.get_backend_name() == "sqlite":
@@ -172,6 +219,31 @@ class EventsTable(Source):
         finally:
             await engine.dispose()
 
+    async def originals(self, positions: Iterator[int]) -> AsyncIterator[Originals]:
+        async for chunk in _table_originals(self, positions):
+            yield chunk
+
+
+async def _table_originals(
+    table_source: EventsTable, positions: Iterator[int]
+) -> AsyncIterator[Originals]:
+    engine = create_async_engine(table_source._read_only_url())
+    try:
+        async with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execution_options(postgresql_readonly=True)
+            names = await conn.run_sync(_event_columns) or set()
+            wanted = _LEGACY_COLUMNS + tuple(c for c in _STREAM_COLUMNS if c in names)
+            events = table("events", *(column(name) for name in wanted))
+            while ids := list(islice(positions, 1000)):
+                rows = await conn.execute(select(events).where(events.c.id.in_(ids)))
+                found = {int(row.id): dumps_line(row._asdict()) for row in rows}
+                yield [(i, found[i]) for i in ids if i in found]
+    except DBAPIError as exc:
+        raise StoreUnavailableError(f"cannot read {table_source.description}: {exc.orig}") from exc
+    finally:
+        await engine.dispose()
+
 
 def _event_columns(sync_conn: Any) -> set[str] | None:
     inspector = inspect(sync_conn)
@@ -189,6 +261,6 @@ def open_source(spec: str) -> Source:
 
     ``-`` is standard input.
     """
-    if "://" in spec:
+    if "://" in spec or spec.strip().lower().startswith("memory:"):
         return EventsTable(spec)
     return DumpFile(spec)

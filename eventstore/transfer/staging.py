@@ -14,7 +14,7 @@ Not thread-safe: one caller at a time, which may be any thread.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from eventstore.codec import same_content
@@ -33,6 +33,8 @@ CREATE TABLE staged (
 -- rows of staged that are not imported: duplicates, conflicts, beyond the cap
 CREATE TABLE dropped (row_id INTEGER PRIMARY KEY, reason TEXT NOT NULL);
 CREATE TABLE over_cap (session_id TEXT, stream_id TEXT, total INTEGER);
+-- rejects reported once the whole input is settled, with the input as it was
+CREATE TABLE late_rejects (position INTEGER NOT NULL, reason TEXT NOT NULL, fallback TEXT NOT NULL);
 """
 
 # Built after loading: one sort per index instead of a b-tree insert per row.
@@ -174,12 +176,12 @@ class Staging:
         )
         self._db.execute("COMMIT")
 
-    def seal(self, on_reject: Callable[[Reject], None]) -> None:
+    def seal(self) -> None:
         """Index what was staged and settle duplicate event ids within a session.
 
         The first occurrence in source order wins. A later copy with the same stream and
         equal data is skipped (counted in :attr:`duplicates`); one with other data or
-        another stream is reported to ``on_reject``.
+        another stream becomes a late reject (:meth:`late_rejects`).
         """
         self._db.executescript(_INDEXES)
         groups = self._db.execute(_DUPLICATED_IDS)
@@ -195,16 +197,30 @@ class Staging:
                 else:
                     what = "stream" if copy.stream_id != first.stream_id else "data"
                     reason = "conflict"
-                    on_reject(
-                        Reject(
-                            copy.position,
-                            f"duplicate event id {event_id!r} in session {session_id!r} "
-                            f"with different {what} (first at line {first.position})",
-                            copy.source_event().to_line(),
-                        )
+                    self._late(
+                        copy.position,
+                        f"duplicate event id {event_id!r} in session {session_id!r} "
+                        f"with different {what} (first at line {first.position})",
+                        copy.source_event().to_line(),
                     )
                 self._db.execute("INSERT INTO dropped VALUES (?, ?)", (row[0], reason))
         self._db.execute("COMMIT")
+
+    def _late(self, position: int, reason: str, fallback: str) -> None:
+        self._db.execute("INSERT INTO late_rejects VALUES (?, ?, ?)", (position, reason, fallback))
+
+    def add_late_reject(self, event: StagedEvent, reason: str) -> None:
+        """Reject ``event`` once the import is over (with its input as it was)."""
+        self._late(event.position, reason, event.source_event().to_line())
+
+    def late_rejects(self, chunk: int = 5000) -> Iterator[list[Reject]]:
+        """The late rejects by position, ``chunk`` at a time; ``source`` is the event as
+        it was parsed, for the caller to replace with the input as it was."""
+        cursor = self._db.execute(
+            "SELECT position, reason, fallback FROM late_rejects ORDER BY position"
+        )
+        while rows := cursor.fetchmany(chunk):
+            yield [Reject(*row) for row in rows]
 
     def apply_cap(self, cap: int) -> CapSummary:
         """Skip all but the newest ``cap`` events of every stream; say what was cut."""

@@ -62,20 +62,25 @@ class DumpLines:
         return write_lines(self.path, self.lines)
 
 
-async def _create_legacy_table(url: str, rows: Sequence[dict[str, Any]]) -> None:
+async def _create_legacy_table(
+    url: str, rows: Sequence[dict[str, Any]], *, index: bool = True
+) -> None:
     engine = create_async_engine(normalize_url(url))
     try:
         async with engine.begin() as conn:
             await conn.run_sync(legacy_metadata.create_all)
+            if not index:
+                await conn.exec_driver_sql("DROP INDEX ix_events_session_id")
             if rows:
                 await conn.execute(legacy_events.insert(), list(rows))
     finally:
         await engine.dispose()
 
 
-def create_legacy_table(url: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Create the legacy ``events`` table at ``url`` and insert ``rows`` (plain Core)."""
-    asyncio.run(_create_legacy_table(url, rows))
+def create_legacy_table(url: str, rows: Sequence[dict[str, Any]], *, index: bool = True) -> None:
+    """Create the legacy ``events`` table at ``url`` and insert ``rows`` (plain Core);
+    ``index=False``: without ``ix_events_session_id``, as some legacy stores left it."""
+    asyncio.run(_create_legacy_table(url, rows, index=index))
 
 
 async def _read_table(url: str, table: Table) -> list[tuple[Any, ...]]:

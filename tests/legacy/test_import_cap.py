@@ -42,7 +42,7 @@ def test_ten_thousand_events_into_a_store_capped_at_a_thousand(
     assert "session 'busy' stream '_default': 10,000 events, keeps the newest 1,000" in (
         result.output
     )
-    assert "imported: 1,010 events in 2 sessions" in result.output
+    assert "imported: 1,010 new events in 2 sessions" in result.output
 
     # Nothing the first run stored was trimmed, so a re-run recognises all of it.
     again = run_cli("import", str(dump.path), "--url", sql_url)
@@ -60,5 +60,5 @@ def test_a_dry_run_reports_the_cap(tmp_path: Path, sqlite_url: str) -> None:
 
     assert result.exit_code == 0
     assert "session 's' stream '_default': 5 events, keeps the newest 3" in result.output
-    assert "would import: 3 events" in result.output
+    assert "would import: 3 new events" in result.output
     assert stored(sqlite_url) == []

@@ -149,3 +149,13 @@ async def _drop_events(url: str) -> None:
     async with engine.begin() as conn:
         await conn.exec_driver_sql("DROP TABLE events")
     await engine.dispose()
+
+
+def test_a_legacy_table_without_the_session_index_imports(tmp_path: Path, sqlite_url: str) -> None:
+    legacy = f"sqlite:///{tmp_path}/no-index.sqlite3"
+    create_legacy_table(legacy, ROWS, index=False)
+
+    result = run_cli("import", legacy, "--url", sqlite_url)
+
+    assert result.exit_code == 3, result.output
+    assert stored(sqlite_url) == EXPECTED

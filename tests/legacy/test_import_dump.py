@@ -80,7 +80,7 @@ def test_a_legacy_dump_imports_event_by_event(tmp_path: Path, sql_url: str) -> N
     assert "read: 11 events" in result.output
     assert "skipped: 1 identical duplicate lines" in result.output
     assert "rejected: 4 lines" in result.output
-    assert "imported: 9 events in 3 sessions (3 streams)" in result.output
+    assert "imported: 9 new events in 3 sessions (3 streams)" in result.output
 
 
 def test_re_running_an_import_stores_nothing_twice(tmp_path: Path, sql_url: str) -> None:
@@ -129,8 +129,8 @@ def test_a_dry_run_reports_and_writes_nothing(tmp_path: Path, sql_url: str) -> N
     result = run_cli("import", str(dump), "--url", async_url, "--dry-run")
 
     assert result.exit_code == 3
-    assert "would import: 9 events in 3 sessions (3 streams)" in result.output
-    assert "rejected: 4 lines" in result.output
+    assert "would import: 9 new events in 3 sessions (3 streams)" in result.output
+    assert "would reject: 4 lines" in result.output
     # A dry run creates no tables: the real import does.
     assert "no event store tables yet" in result.output or "does not exist yet" in result.output
     real = run_cli("import", str(dump), "--url", sql_url)

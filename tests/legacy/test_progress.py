@@ -39,7 +39,7 @@ def test_without_a_terminal_progress_is_plain_periodic_lines(
     assert re.fullmatch(r"importing: 3,000/3,000 events, [\d,]+ events/s, [\d.]+s", importing[-1])
     assert re.search(r"^reading .*d\.jsonl: 3,000 records", result.stderr, re.MULTILINE)
     assert "\x1b[" not in result.stderr  # no terminal control codes in logs
-    assert "imported: 3,000 events" in result.stdout
+    assert "imported: 3,000 new events" in result.stdout
 
 
 def test_on_a_terminal_progress_is_a_rich_bar(tmp_path: Path, sqlite_url: str) -> None:
@@ -74,4 +74,4 @@ def test_on_a_terminal_progress_is_a_rich_bar(tmp_path: Path, sqlite_url: str) -
     assert "3000/3000" in screen  # counts
     assert re.search(r"[\d,]+ events/s", screen)  # rate
     assert "importing" in screen
-    assert "imported: 3,000 events" in stdout
+    assert "imported: 3,000 new events" in stdout

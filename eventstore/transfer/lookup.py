@@ -1,0 +1,85 @@
+"""What the import target already holds: looked up before writing, batch by batch.
+
+An import checks every event against the target before writing it, so a re-run (or a
+dry run) can tell new events from those an earlier run already stored, and from ids the
+target holds with other content.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import DBAPIError
+
+from eventstore.codec import encode_data
+from eventstore.errors import StoreUnavailableError
+from eventstore.sql import postgresql, sqlite
+from eventstore.sql.schema import events
+from eventstore.sql.store import SqlEventStore
+from eventstore.store import EventStore
+from eventstore.transfer.staging import StagedEvent
+
+#: Keys per lookup statement (two bound parameters each).
+LOOKUP_CHUNK = 1000
+
+_DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
+_ev = events.c
+
+#: ``(session_id, event_id) -> (stream_id, data as stored)``
+Held = dict[tuple[str, str], tuple[str, str]]
+
+
+class TargetLookup:
+    """Finds which of a batch's events the target holds already, and how.
+
+    An SQL store is queried by ``(session_id, event_id)`` (its unique index), across
+    every stream of the session. Any other store is read stream by stream
+    (``get_stream_events``), which finds an id in the same stream only; an id held in
+    another stream then shows up when the write is refused.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.checks = True
+        self._stream: tuple[str, str] | None = None
+        self._stream_events: Held = {}
+
+    async def held(self, staged: list[StagedEvent]) -> Held:
+        if isinstance(self.store, SqlEventStore):
+            return await self._held_sql(self.store, staged)
+        return await self._held_by_stream(staged)
+
+    async def _held_sql(self, store: SqlEventStore, staged: list[StagedEvent]) -> Held:
+        found: Held = {}
+        try:
+            async with store.engine.connect() as conn:
+                await conn.execution_options(**_DIALECTS[conn.dialect.name].READ_OPTIONS)
+                for start in range(0, len(staged), LOOKUP_CHUNK):
+                    part = staged[start : start + LOOKUP_CHUNK]
+                    keys = [(e.session_id, e.event_id) for e in part]
+                    query = select(_ev.session_id, _ev.event_id, _ev.stream_id, _ev.data).where(
+                        tuple_(_ev.session_id, _ev.event_id).in_(keys)
+                    )
+                    for row in await conn.execute(query):
+                        found[(row.session_id, row.event_id)] = (row.stream_id, row.data)
+        except DBAPIError as exc:
+            raise StoreUnavailableError(f"cannot read the target: {exc.orig}") from exc
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot read the target: {exc}") from exc
+        return found
+
+    async def _held_by_stream(self, staged: list[StagedEvent]) -> Held:
+        found: Held = {}
+        for event in staged:
+            key = (event.session_id, event.stream_id)
+            if key != self._stream:
+                self._stream = key
+                held = await self.store.get_stream_events(*key)
+                self._stream_events = {
+                    (e.session_id, e.id): (e.stream_id, encode_data(e.data)) for e in held
+                }
+            hit = self._stream_events.get((event.session_id, event.event_id))
+            if hit is not None:
+                found[(event.session_id, event.event_id)] = hit
+        return found

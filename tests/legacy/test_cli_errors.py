@@ -1,0 +1,313 @@
+"""``eventstore import``/``export``/``info``/``prune`` with bad paths and odd targets: one
+``Error:`` line and a non-zero exit, nothing created that was not asked for, and nothing
+the user keeps overwritten."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from eventstore import StoreEvent, open_store
+from tests.legacy.helpers import (
+    cli_command,
+    cli_env,
+    create_legacy_table,
+    run_cli,
+    stored,
+    write_lines,
+)
+from tests.migrations.helpers import execute
+
+LINES = [
+    '{"session_id": "s", "id": "a", "data": 1, "timestamp": 1}',
+    '{"session_id": "s", "id": "a",   "data": {"b": 2, "a": "\\u00fc"}, "timestamp": 2}',
+    '{"session_id": "s", "id": "b", "data": 3, "timestamp": 3}',
+]
+
+
+def _error(output: str) -> str:
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+# -- the reject file ------------------------------------------------------------------
+
+
+def test_the_reject_file_may_not_be_the_dump(tmp_path: Path) -> None:
+    dump = write_lines(tmp_path / "victim.jsonl", LINES)
+    before = dump.read_bytes()
+    target = f"sqlite:///{tmp_path}/t.sqlite3"
+    os.symlink(dump, tmp_path / "alias.jsonl")
+
+    for rejects in (str(dump), "victim.jsonl", str(tmp_path / "alias.jsonl"), "./victim.jsonl"):
+        result = run_cli("import", str(dump), "--url", target, "--rejects", rejects)
+        assert result.exit_code == 2, result.output
+        assert "is the source dump: the rejects would overwrite it" in _error(result.output)
+    assert dump.read_bytes() == before
+    assert _files(tmp_path) == ["alias.jsonl", "victim.jsonl"]
+
+
+def test_the_reject_file_may_not_be_a_database(tmp_path: Path) -> None:
+    dump = write_lines(tmp_path / "d.jsonl", LINES)
+    target = tmp_path / "t.sqlite3"
+    legacy = f"sqlite:///{tmp_path}/legacy.sqlite3"
+    create_legacy_table(legacy, [])
+    for source, rejects in ((str(dump), target), (legacy, tmp_path / "legacy.sqlite3")):
+        url = f"sqlite:///{target}"
+        result = run_cli("import", source, "--url", url, "--rejects", str(rejects))
+        assert result.exit_code == 2, result.output
+        assert "database: the rejects would overwrite it" in _error(result.output)
+    assert not target.exists()
+
+
+def test_an_unwritable_reject_file_fails_before_the_target_is_created(tmp_path: Path) -> None:
+    dump = write_lines(tmp_path / "d.jsonl", LINES)
+    target = tmp_path / "t.sqlite3"
+    (tmp_path / "a-file").write_text("")
+    for rejects, why in (
+        ("/nonexistent/dir/r.jsonl", "the directory /nonexistent/dir does not exist"),
+        (str(tmp_path / "a-file" / "r.jsonl"), "is not a directory"),
+        (str(tmp_path), "it is a directory"),
+    ):
+        result = run_cli("import", str(dump), "--url", f"sqlite:///{target}", "--rejects", rejects)
+        assert result.exit_code in (1, 2), result.output
+        error = _error(result.output)
+        assert "reject file" in error or "Invalid value for '--rejects'" in error, error
+        assert why in error or result.exit_code == 2, error
+        assert not target.exists(), "the target database was created anyway"
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+def _store(url: str, events: int = 3) -> None:
+    async def fill() -> None:
+        async with open_store(url) as store:
+            await store.apply(
+                [StoreEvent(f"s{i % 3}", "1", f"e{i}", {"i": i}, i) for i in range(events)]
+            )
+
+    asyncio.run(fill())
+
+
+def test_export_to_a_path_it_cannot_write(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    _store(url)
+    for output, why in (
+        ("/nodir/x.jsonl", "cannot write the output /nodir/x.jsonl: the directory /nodir"),
+        (str(tmp_path), "it is a directory"),
+        ("/dev/full", "cannot write /dev/full: No space left on device"),
+    ):
+        result = run_cli("export", "--url", url, "-o", output)
+        assert result.exit_code == 1, result.output
+        assert why in _error(result.output)
+    assert _files(tmp_path) == ["store.sqlite3"]
+
+
+def test_a_failed_export_keeps_the_file_it_would_have_replaced(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    _store(url)
+    dump = tmp_path / "dump.jsonl"
+    assert run_cli("export", "--url", url, "-o", str(dump)).exit_code == 0
+    good = dump.read_bytes()
+    asyncio.run(execute(url, "UPDATE events SET data = '{corrupt' WHERE event_id = 'e2'"))
+
+    result = run_cli("export", "--url", url, "-o", str(dump))
+
+    assert result.exit_code == 1
+    assert "its stored data is not JSON" in _error(result.output)
+    assert dump.read_bytes() == good
+    assert _files(tmp_path) == ["dump.jsonl", "store.sqlite3"]
+
+
+def test_an_interrupted_export_leaves_no_dump(tmp_path: Path, sqlite_url: str) -> None:
+    _store(sqlite_url, 150_000)
+    dump = tmp_path / "dump.jsonl"
+    process = subprocess.Popen(
+        [*cli_command(), "export", "--url", sqlite_url, "-o", str(dump)],
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    partial: list[Path] = []
+    while time.monotonic() < deadline and process.poll() is None and not partial:
+        partial = [p for p in tmp_path.glob(".dump.jsonl.*.partial") if p.stat().st_size]
+        time.sleep(0.005)
+    assert partial, "the export was over before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert f"interrupted: nothing was written to {dump}" in stderr
+    assert "Traceback" not in stderr
+    assert not dump.exists()
+    assert not list(tmp_path.glob(".dump.jsonl.*"))
+
+
+def test_export_of_a_memory_store_says_there_is_nothing_to_export() -> None:
+    result = run_cli("export", "--url", "memory://")
+    assert result.exit_code == 2
+    assert "memory:// has nothing to export" in _error(result.output)
+
+
+# -- read-only commands create nothing --------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["info"], ["prune", "--idle", "1h"]])
+def test_a_mistyped_sqlite_path_is_an_error_and_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    for path in ("typo/sub/x.db", "a-file/sub/x.db", "missing.db"):
+        result = run_cli(*command, "--url", f"sqlite:///{tmp_path}/{path}")
+        assert result.exit_code == 1, result.output
+        assert "no eventstore database at" in _error(result.output)
+        assert "nothing was created" in result.output
+    assert _files(tmp_path) == ["a-file"]
+
+
+@pytest.mark.parametrize("command", [["info"], ["prune", "--idle", "1h"]])
+def test_a_host_database_gets_no_event_store_schema(sql_url: str, command: list[str]) -> None:
+    asyncio.run(execute(sql_url, "CREATE TABLE orders (id INTEGER PRIMARY KEY)"))
+
+    result = run_cli(*command, "--url", sql_url)
+
+    assert result.exit_code == 1, result.output
+    assert "no event store tables" in _error(result.output)
+    tables = asyncio.run(_tables(sql_url))
+    assert tables == {"orders"}
+
+
+async def _tables(url: str) -> set[str]:
+    from sqlalchemy import inspect
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from eventstore.sql.engine import normalize_url
+
+    engine = create_async_engine(normalize_url(url))
+    try:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+    finally:
+        await engine.dispose()
+
+
+def test_info_counts_sessions_streams_and_events(sql_url: str) -> None:
+    _store(sql_url, 10)
+
+    result = run_cli("info", "--url", sql_url)
+
+    assert result.exit_code == 0, result.output
+    assert "schema: revision 0005 (up to date)" in result.output
+    assert "sessions: 3\n" in result.output
+    assert "streams: 3\n" in result.output
+    assert "events: 10\n" in result.output
+
+
+def test_prune_refuses_an_absurd_idle_time(sqlite_url: str) -> None:
+    _store(sqlite_url)
+    for idle in ("99999999999999999999d", "1e9d"):
+        result = run_cli("prune", "--idle", idle, "--url", sqlite_url)
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--idle'" in _error(result.output)
+    assert len(stored(sqlite_url)) == 3
+
+
+# -- usage ------------------------------------------------------------------------------
+
+
+def test_import_usage_errors(tmp_path: Path, sqlite_url: str) -> None:
+    dump = write_lines(tmp_path / "d.jsonl", LINES)
+    result = run_cli("import", str(dump), "--url", sqlite_url, "--stream-id", "")
+    assert result.exit_code == 2
+    assert "stream_id must not be empty" in _error(result.output)
+    result = run_cli("import", "memory://", "--url", sqlite_url)
+    assert result.exit_code == 2
+    error = _error(result.output)
+    assert "memory:// has nothing to import from" in error
+    assert "unsupported database URL scheme" not in error
+    (tmp_path / "adir").mkdir()
+    result = run_cli("import", str(tmp_path / "adir"), "--url", sqlite_url)
+    assert result.exit_code == 1
+    assert "is a directory, not a dump file" in _error(result.output)
+    help_text = run_cli("import", "--help").output
+    for code, meaning in (("0", "done"), ("3", "done, but"), ("1", "failed"), ("2", "bad usage")):
+        assert re.search(rf"^\s+{code}\s+{meaning}", help_text, flags=re.M), code
+    assert re.search(r"^\s+130\s+interrupted", help_text, flags=re.M)
+    assert not Path(sqlite_url.split("///", 1)[1]).exists()
+
+
+# -- re-runs and dry runs report what the target holds --------------------------------
+
+
+def test_a_re_run_reports_nothing_new(tmp_path: Path, sqlite_url: str) -> None:
+    dump = write_lines(tmp_path / "d.jsonl", [LINES[0], LINES[2]])
+    first = run_cli("import", str(dump), "--url", sqlite_url)
+    assert "imported: 2 new events in 1 sessions (1 streams)" in first.output
+
+    again = run_cli("import", str(dump), "--url", sqlite_url)
+
+    assert again.exit_code == 0, again.output
+    assert "already present: 2 events" in again.output
+    assert "imported: 0 new events in 0 sessions (0 streams)" in again.output
+
+
+def test_a_dry_run_checks_the_target_and_writes_nothing(tmp_path: Path, sqlite_url: str) -> None:
+    write_lines(tmp_path / "first.jsonl", [LINES[0]])
+    assert run_cli("import", str(tmp_path / "first.jsonl"), "--url", sqlite_url).exit_code == 0
+    # The target holds s/a = 1; the dump has s/a with other data, and s/b new.
+    dump = write_lines(tmp_path / "d.jsonl", [LINES[1], LINES[2]])
+    stale = tmp_path / "d.jsonl.rejects.jsonl"
+    stale.write_text("an earlier run's rejects\n")
+    before = stored(sqlite_url)
+
+    result = run_cli("import", str(dump), "--url", sqlite_url, "--dry-run")
+
+    assert result.exit_code == 3, result.output
+    assert "would reject: 1 lines (1 of them already in the target with other content)" in (
+        result.output
+    )
+    assert "line 1: event id 'a' of session 's' is already in the target with different data" in (
+        result.output
+    )
+    assert "would import: 1 new events in 1 sessions (1 streams)" in result.output
+    assert stored(sqlite_url) == before
+    assert stale.read_text() == "an earlier run's rejects\n"
+
+    real = run_cli("import", str(dump), "--url", sqlite_url)
+    assert real.exit_code == 3
+    assert "imported: 1 new events" in real.output
+    (record,) = [json.loads(line) for line in stale.read_text().splitlines()]
+    assert record["line"] == 1 and "already in the target" in record["reason"]
+    # The line as it was in the dump, spacing and escapes included.
+    assert record["source"] == LINES[1]
+
+
+def test_a_conflicting_line_is_reported_as_it_was(tmp_path: Path, sqlite_url: str) -> None:
+    dump = write_lines(tmp_path / "d.jsonl", LINES)
+
+    result = run_cli("import", str(dump), "--url", sqlite_url)
+
+    assert result.exit_code == 3
+    (record,) = [
+        json.loads(line) for line in (tmp_path / "d.jsonl.rejects.jsonl").read_text().splitlines()
+    ]
+    assert record["line"] == 2
+    assert record["reason"].startswith("duplicate event id 'a' in session 's' with different data")
+    assert record["source"] == LINES[1]
