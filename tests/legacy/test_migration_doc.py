@@ -123,6 +123,11 @@ def in_target(place: Place) -> list[Row]:
 
 def check_default_stream(place: Place) -> None:
     assert in_target(place) == [(s, "stdio", *rest) for s, *rest in DUMP_IMPORTED]
+    # The legacy table, upgraded in place, put its rows in the same stream.
+    assert stored(place.legacy) == [
+        ("old-1", "stdio", 1, "x1", "first", 1),
+        ("old-1", "stdio", 2, "x2", "second", 2),
+    ]
 
 
 def check_dump(place: Place) -> None:
