@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
+from functools import partial
 from typing import Any
 
 import anyio
@@ -16,7 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 from eventstore.codec import check_id
 from eventstore.errors import EventStoreError, UnknownCursorError
 from eventstore.events import StoredEvent
-from eventstore.mcp.ids import EventIds, is_hashed, stream_key, stream_key_of
+from eventstore.mcp.ids import EventIds, is_hashed, parse_event_id, stream_key, stream_key_of
+from eventstore.mcp.reattach import StreamAttachments
 from eventstore.requests import StoreEvent
 from eventstore.store import EventStore
 from eventstore.worker import PersistenceWorker
@@ -26,6 +30,13 @@ log = logging.getLogger(__name__)
 # mcp 2.x spells JSONRPCMessage as a plain union and 1.x as a RootModel; a TypeAdapter
 # parses stored messages back into whichever the installed SDK sends.
 _MESSAGE: TypeAdapter[Any] = TypeAdapter(JSONRPCMessage)
+
+#: A session's own cursor trimmed by the cap is logged at WARNING at most this often
+#: per stream (the SDK client retries it every few hundred milliseconds).
+TRIM_WARNING_INTERVAL_SECONDS = 60
+#: Reads a replay makes with the stream's live messages flowing, before it holds them
+#: for its last read (the tool may go on adding events while the client catches up).
+_CATCH_UP_ROUNDS = 3
 
 
 class SessionEventStore(SdkEventStore):
@@ -41,7 +52,10 @@ class SessionEventStore(SdkEventStore):
     * **Events.** A message is stored as the JSON the transport puts on the wire
       (``model_dump_json(by_alias=True, exclude_unset=True)``) and parsed back with the
       SDK's JSON-RPC message type. A priming event (``message is None``) is stored as
-      ``null``: it is a valid cursor but is never replayed.
+      ``null``: it is a valid cursor but is never replayed. When the stream's newest
+      event already is a priming event with nothing after it (a reconnect that missed
+      nothing), its id is returned again instead of storing another row that the
+      per-stream cap would count.
     * **Ids** (:mod:`eventstore.mcp.ids`) are opaque to clients, at most
       :data:`~eventstore.mcp.ids.MAX_EVENT_ID_LENGTH` characters, unique within the
       session, and name their stream.
@@ -52,12 +66,23 @@ class SessionEventStore(SdkEventStore):
       wait for the database before it sends the event. An event only queued is lost only
       if the process dies, and the SDK's session, which lives in that process, dies with
       it: nothing could resume it anyway.
-    * **Replay** first waits for the stream's queued writes, then reads the stream after
-      the cursor in one query and calls ``send_callback`` for each message, holding no
-      transaction while the client reads. It returns ``None`` and sends nothing (logged
-      at debug level) when the ``Last-Event-ID`` is malformed, too long, of another
-      session, unknown, or trimmed by the store's per-stream cap: the client's position
-      is lost, and a partial replay that looks complete is never sent.
+    * **Replay** first waits for the stream's unsettled writes, then reads the stream
+      after the cursor in one query and calls ``send_callback`` for each message, holding
+      no transaction while the client reads. It returns ``None`` and sends nothing when
+      the ``Last-Event-ID`` is malformed, too long, of another session, unknown, or
+      trimmed by the store's per-stream cap: the client's position is lost, and a
+      partial replay that looks complete is never sent. That is logged at debug level,
+      except for a cursor this session minted that the cap dropped: a WARNING (at most
+      once a minute per stream), since the SDK client then reconnects until its request
+      times out.
+    * **Replay while the tool is still sending.** With :attr:`attachments` (set by
+      :class:`~eventstore.mcp.SessionBinding`), a replay whose stream is not attached
+      to a live connection catches up, then holds the router's next message for that
+      stream until the SDK has re-attached it, after reading what was stored meanwhile
+      (see :mod:`eventstore.mcp.reattach`): every message reaches the resuming client
+      exactly once, in order. An adapter used without it leaves the SDK's own window
+      open: a message stored while the SDK re-attaches the stream is not sent live, and
+      the new priming event lands after it.
     * **Failures.** A failed write is logged and does not propagate: the SDK would
       otherwise stop routing every later message of the session. The event still goes
       out live, but its stream can no longer be resumed (replays of it return ``None``)
@@ -68,60 +93,127 @@ class SessionEventStore(SdkEventStore):
     """
 
     def __init__(
-        self, store: EventStore, session_id: str, *, worker: PersistenceWorker | None = None
+        self,
+        store: EventStore,
+        session_id: str,
+        *,
+        worker: PersistenceWorker | None = None,
+        attachments: StreamAttachments | None = None,
     ) -> None:
         self.store = store
         self.worker = worker
+        #: The transport's stream registry (see :mod:`eventstore.mcp.reattach`); set by
+        #: :class:`~eventstore.mcp.SessionBinding`. Without it a replay does not hold the
+        #: stream's live messages while the SDK re-attaches it.
+        self.attachments = attachments
         self.session_id = check_id("session_id", session_id)
+        #: Whether this adapter ever wrote an event (there is something to clear).
+        self.stored_any = False
         self._ids = EventIds()
         # Hashed keys cannot be read back into the SDK's stream id, which a replay must
         # return; plain keys are the stream id itself and need no entry.
         self._hashed_streams: dict[str, str] = {}
-        self._queued: dict[str, set[asyncio.Future[StoredEvent]]] = {}
+        # Writes of each stream not yet settled; each future resolves to the write's
+        # error, or None once it is committed.
+        self._unsettled: dict[str, set[asyncio.Future[BaseException | None]]] = {}
         self._broken: set[str] = set()
+        # Per stream: (seq, event id, is a priming event) of the newest committed event.
+        self._newest: dict[str, tuple[int, str, bool]] = {}
+        # Per stream: the first and the last id counter minted (an own cursor lies between).
+        self._minted: dict[str, tuple[int, int]] = {}
+        self._trim_warned: dict[str, float] = {}
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"SessionEventStore({self.store!r}, session_id={self.session_id!r})"
 
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
         """Store ``message`` (``None``: a priming event) in ``stream_id``; return its id."""
+        if message is not None and self.attachments is not None:
+            # A replay of this stream may be handing it back to the SDK right now: wait
+            # until the SDK delivers the stream live again (see eventstore.mcp.reattach).
+            await self.attachments.wait(stream_id)
         key = stream_key(stream_id)
         if is_hashed(key):
             self._hashed_streams[key] = stream_id
-        event_id = self._ids.mint(key)
-        if key in self._broken:
-            # Nothing can resume this stream any more; writing on would only make its
-            # live messages wait for the database.
+        if message is None and (reused := self._reusable_priming(key)) is not None:
+            # The stream's newest event is already a priming event with nothing after
+            # it: the same cursor again, and no second row to count against the cap.
+            return reused
+        counter, event_id = self._ids.mint_numbered(key)
+        self._minted[key] = (self._minted.get(key, (counter, counter))[0], counter)
+        if key in self._broken or self._closed:
+            # Nothing can resume this stream (or the session) any more; writing on
+            # would only make its live messages wait for the database.
             return event_id
         request = StoreEvent(
             self.session_id, key, event_id, None if message is None else _wire_json(message)
         )
+        settled: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        pending = self._unsettled.setdefault(key, set())
+        pending.add(settled)
+        settled.add_done_callback(partial(self._forget, key, pending))
+        self.stored_any = True
+        handed_to_worker = False
         try:
             if self.worker is not None:
-                self._track(request, await self.worker.submit(request))
+                queued = await self.worker.submit(request)
+                queued.add_done_callback(partial(self._committed, request, settled))
+                handed_to_worker = True
             else:
                 # The SDK cancels its stream tasks whenever a client goes away (after a
                 # replay, typically while the new priming event is being written); a
                 # transaction cut short would cost the pooled connection.
                 with anyio.CancelScope(shield=True):
-                    await self.store.store_event(self.session_id, key, event_id, request.data)
+                    stored = await self.store.store_event(
+                        self.session_id, key, event_id, request.data
+                    )
+                self._record(key, stored)
+                settled.set_result(None)
         except EventStoreError as exc:
             self._lose(request, exc)
+            settled.set_result(exc)
+        finally:
+            if not handed_to_worker and not settled.done():
+                # Cancelled while waiting for room in the worker's queue: never queued.
+                self._broken.add(key)
+                settled.set_result(asyncio.CancelledError())
         return event_id
 
-    def _track(self, request: StoreEvent, queued: asyncio.Future[StoredEvent]) -> None:
-        pending = self._queued.setdefault(request.stream_id, set())
-        pending.add(queued)
+    def _reusable_priming(self, key: str) -> str | None:
+        if key in self._broken or any(not f.done() for f in self._unsettled.get(key, ())):
+            return None
+        newest = self._newest.get(key)
+        return newest[1] if newest is not None and newest[2] else None
 
-        def settled(future: asyncio.Future[StoredEvent]) -> None:
-            pending.discard(future)
-            if not pending and self._queued.get(request.stream_id) is pending:
-                del self._queued[request.stream_id]
-            error = _failure(future)
-            if error is not None:
-                self._lose(request, error)
+    def _record(self, key: str, stored: StoredEvent) -> None:
+        newest = self._newest.get(key)
+        if newest is None or stored.seq > newest[0]:
+            self._newest[key] = (stored.seq, stored.id, stored.data is None)
 
-        queued.add_done_callback(settled)
+    def _committed(
+        self,
+        request: StoreEvent,
+        settled: asyncio.Future[BaseException | None],
+        queued: asyncio.Future[StoredEvent],
+    ) -> None:
+        error = _failure(queued)
+        if error is None:
+            self._record(request.stream_id, queued.result())
+        else:
+            self._lose(request, error)
+        if not settled.done():
+            settled.set_result(error)
+
+    def _forget(
+        self,
+        key: str,
+        pending: set[asyncio.Future[BaseException | None]],
+        settled: asyncio.Future[BaseException | None],
+    ) -> None:
+        pending.discard(settled)
+        if not pending and self._unsettled.get(key) is pending:
+            del self._unsettled[key]
 
     def _lose(self, request: StoreEvent, error: BaseException) -> None:
         if request.stream_id in self._broken:
@@ -154,24 +246,65 @@ class SessionEventStore(SdkEventStore):
         if stream_id is None:
             log.debug("session %s: Last-Event-ID names no stream of this session", self.session_id)
             return None
-        pending = self._queued.get(key)
+        events = await self._read(key, last_event_id)
+        if events is None or not await self._send(key, events, send_callback):
+            return None
+        attachments = self.attachments
+        if attachments is None or attachments.attached(stream_id):
+            # Still attached to an earlier connection: the SDK will not re-attach it to
+            # this one, and its live messages keep going where they went.
+            return stream_id
+        cursor = events[-1].id if events else last_event_id
+        # Catch up while the tool may still be adding events, then hold the stream's
+        # live messages for one last read until the SDK has re-attached the stream.
+        for _ in range(_CATCH_UP_ROUNDS):
+            events = await self._read(key, cursor)
+            if events is None or not await self._send(key, events, send_callback):
+                return None
+            if not events:
+                break
+            cursor = events[-1].id
+        if not attachments.close(stream_id):
+            # Another replay of this stream is handing it over right now.
+            return stream_id
+        try:
+            events = await self._read(key, cursor)
+            sent = events is not None and await self._send(key, events, send_callback)
+        except BaseException:
+            attachments.open(stream_id)
+            raise
+        if not sent:
+            attachments.open(stream_id)
+            return None
+        # No await from here on: the SDK checks its registry as soon as this returns.
+        if not attachments.hand_over(stream_id):
+            log.debug(
+                "session %s: stream %r not handed over in time; the client resumes again",
+                self.session_id,
+                key,
+            )
+            return None
+        return stream_id
+
+    async def _read(self, key: str, after: str) -> list[StoredEvent] | None:
+        """The stream's events after ``after``, once its writes are settled; ``None``: refuse."""
+        pending = self._unsettled.get(key)
         if pending:
-            done, _ = await asyncio.wait(set(pending))
-            if any(_failure(future) is not None for future in done):
-                self._broken.add(key)
+            await asyncio.wait(set(pending))
         if key in self._broken:
             log.debug("session %s: stream %r lost an event; not resumable", self.session_id, key)
             return None
         try:
             with anyio.CancelScope(shield=True):
-                events = await self.store.get_events_after(self.session_id, key, last_event_id)
+                events = await self.store.get_events_after(self.session_id, key, after)
         except UnknownCursorError:
-            log.debug(
-                "session %s: Last-Event-ID %s is not held (unknown, foreign or trimmed)",
-                self.session_id,
-                last_event_id,
-            )
+            await self._unknown_cursor(key, after)
             return None
+        return events
+
+    async def _send(
+        self, key: str, events: list[StoredEvent], send_callback: EventCallback
+    ) -> bool:
         try:
             messages = [
                 EventMessage(_MESSAGE.validate_python(event.data), event.id)
@@ -186,17 +319,65 @@ class SessionEventStore(SdkEventStore):
                 key,
                 exc,
             )
-            return None
+            return False
         for message in messages:
             await send_callback(message)
-        return stream_id
+        return True
+
+    async def _unknown_cursor(self, key: str, cursor: str) -> None:
+        parsed = parse_event_id(cursor)
+        minted = self._minted.get(key)
+        own = (
+            parsed is not None
+            and minted is not None
+            and parsed[0] == self._ids.nonce
+            and minted[0] <= parsed[1] <= minted[1]
+        )
+        if own and await self._trimmed(key):
+            now = time.monotonic()
+            if now - self._trim_warned.get(key, -math.inf) >= TRIM_WARNING_INTERVAL_SECONDS:
+                self._trim_warned[key] = now
+                log.warning(
+                    "session %s: the client resumed stream %r from event %s, which the "
+                    "per-stream cap (max_events_per_stream) already dropped; its position "
+                    "is lost and nothing is replayed (the SDK client keeps reconnecting "
+                    "until its request times out). Raise the cap above what one stream "
+                    "sends while a client is away. (Repeats are logged at debug level "
+                    "for %d s.)",
+                    self.session_id,
+                    key,
+                    cursor,
+                    TRIM_WARNING_INTERVAL_SECONDS,
+                )
+                return
+        log.debug(
+            "session %s: Last-Event-ID %s is not held (unknown, foreign or trimmed)",
+            self.session_id,
+            cursor,
+        )
+
+    async def _trimmed(self, key: str) -> bool:
+        try:
+            with anyio.CancelScope(shield=True):
+                info = await self.store.get_stream_info(self.session_id, key)
+        except EventStoreError:
+            return False
+        return info is not None and info.first_seq > 1
+
+    def close(self) -> None:
+        """The SDK discarded the session: store nothing more, hold no live message."""
+        self._closed = True
+        if self.attachments is not None:
+            self.attachments.open_all()
 
     async def clear(self) -> int:
         """Drop every stored event of this session; return how many were removed.
 
         With a worker, the writes queued before are committed first, then dropped.
         """
-        return await (self.worker or self.store).clear_session(self.session_id)
+        removed = await (self.worker or self.store).clear_session(self.session_id)
+        self._newest.clear()
+        return removed
 
 
 def _failure(future: asyncio.Future[StoredEvent]) -> BaseException | None:

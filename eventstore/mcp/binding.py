@@ -12,6 +12,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from eventstore.errors import EventStoreError
 from eventstore.mcp.adapter import SessionEventStore
+from eventstore.mcp.reattach import StreamAttachments
 from eventstore.store import EventStore
 from eventstore.worker import PersistenceWorker
 
@@ -26,13 +27,18 @@ class SessionBinding:
     ``event_store``; :meth:`attach` wraps that step so the
     new transport gets a :class:`SessionEventStore` bound to the ``mcp-session-id`` the
     manager just assigned. The session's id is known from the very first event (the
-    priming event of ``initialize``) on.
+    priming event of ``initialize``) on. The adapter also watches the transport's stream
+    registry (:class:`~eventstore.mcp.reattach.StreamAttachments`), so that a resume
+    while the tool is still sending loses nothing.
 
-    When the client ends a session with ``DELETE`` its events are dropped at once
-    (``clear_on_delete``). Sessions that end otherwise (idle timeout, crash, server
-    shutdown) keep their events until TTL pruning
+    Once the manager discards a session -- the client's ``DELETE``, the SDK's idle
+    timeout, a crashed session task, server shutdown -- nothing can resume it any more
+    (its id answers 404; SDK sessions live in this process and do not survive it), so
+    its events are dropped at once (``clear_on_delete``, the name of old). Only a
+    process that dies without shutting down leaves events behind; TTL pruning
     (:func:`eventstore.mcp.prune_idle_sessions_every`, ``eventstore prune --idle``)
-    removes them.
+    removes those. :meth:`session_ids` lists the sessions still served, for the
+    heartbeat that keeps them from being pruned.
 
     ``store`` (and ``worker``, a :class:`~eventstore.worker.PersistenceWorker` over it
     that writes go through) may be set after construction, by an application that
@@ -55,6 +61,10 @@ class SessionBinding:
     def adapter(self, session_id: str) -> SessionEventStore | None:
         """The adapter of a live session, or ``None`` once the manager discarded it."""
         return self._sessions.get(session_id)
+
+    def session_ids(self) -> list[str]:
+        """The sessions this binding's manager still serves."""
+        return list(self._sessions)
 
     def attach(self, manager: StreamableHTTPSessionManager) -> None:
         """Make ``manager`` give each new session its own :class:`SessionEventStore`.
@@ -85,18 +95,22 @@ class SessionBinding:
             transport = admit(requestor)
             if transport is not None:
                 assert transport.mcp_session_id is not None
-                transport._event_store = self._bind(transport.mcp_session_id)
+                adapter = self._bind(transport.mcp_session_id)
+                adapter.attachments = StreamAttachments.watch(transport)
+                transport._event_store = adapter
             return transport
 
         async def discard_and_clear(
             session_id: str, transport: StreamableHTTPServerTransport
         ) -> None:
-            # The transport is already terminated here only when the client sent DELETE
-            # (or the SDK expired it): then nothing can resume the session any more.
-            ended_by_client = transport.is_terminated
-            await discard(session_id, transport)
+            # Called however the session ends (DELETE, idle timeout, crash, shutdown, a
+            # refused opening request), possibly twice: once discarded, its id answers
+            # 404 and nothing can resume it.
             adapter = self._sessions.pop(session_id, None)
-            if adapter is not None and ended_by_client and self.clear_on_delete:
+            if adapter is not None:
+                adapter.close()
+            await discard(session_id, transport)
+            if adapter is not None and adapter.stored_any and self.clear_on_delete:
                 with anyio.CancelScope(shield=True):
                     await _clear(adapter)
 
@@ -124,7 +138,7 @@ async def _clear(adapter: SessionEventStore) -> None:
             exc,
         )
         return
-    log.debug("session %s ended by the client; dropped %d events", adapter.session_id, removed)
+    log.debug("session %s ended; dropped %d events", adapter.session_id, removed)
 
 
 def bind_session_manager(

@@ -23,7 +23,8 @@ import secrets
 
 _PLAIN_STREAM = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EVENT_ID = re.compile(
-    r"[A-Za-z0-9_-]{11}\.[1-9][0-9]{0,19}\.(?P<stream>[A-Za-z0-9_-]{1,64}|~[A-Za-z0-9_-]{22})"
+    r"(?P<nonce>[A-Za-z0-9_-]{11})\.(?P<counter>[1-9][0-9]{0,19})"
+    r"\.(?P<stream>[A-Za-z0-9_-]{1,64}|~[A-Za-z0-9_-]{22})"
 )
 
 #: Longest id this module mints (and longest ``Last-Event-ID`` it will parse).
@@ -50,19 +51,32 @@ def is_hashed(key: str) -> bool:
 
 def stream_key_of(event_id: str) -> str | None:
     """The stream key inside an id minted by :class:`EventIds`; ``None`` if it is not one."""
+    parsed = parse_event_id(event_id)
+    return None if parsed is None else parsed[2]
+
+
+def parse_event_id(event_id: str) -> tuple[str, int, str] | None:
+    """``(nonce, counter, stream key)`` of an id shaped like ours; ``None`` if it is not."""
     if len(event_id) > MAX_EVENT_ID_LENGTH:
         return None
     match = _EVENT_ID.fullmatch(event_id)
-    return None if match is None else match["stream"]
+    if match is None:
+        return None
+    return match["nonce"], int(match["counter"]), match["stream"]
 
 
 class EventIds:
     """Mints the event ids of one session."""
 
     def __init__(self) -> None:
-        self._nonce = secrets.token_urlsafe(8)
+        self.nonce = secrets.token_urlsafe(8)
         self._counter = itertools.count(1)
 
     def mint(self, key: str) -> str:
         """A new id for an event of the stream stored under ``key``."""
-        return f"{self._nonce}.{next(self._counter)}.{key}"
+        return self.mint_numbered(key)[1]
+
+    def mint_numbered(self, key: str) -> tuple[int, str]:
+        """A new id for an event of ``key``, and its counter."""
+        counter = next(self._counter)
+        return counter, f"{self.nonce}.{counter}.{key}"

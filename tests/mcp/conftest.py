@@ -47,11 +47,18 @@ class Harness:
 
 
 async def start_harness(
-    url: str, *, store_options: dict[str, Any] | None = None, **app_options: Any
+    url: str,
+    *,
+    store_options: dict[str, Any] | None = None,
+    server_options: dict[str, Any] | None = None,
+    **app_options: Any,
 ) -> AsyncIterator[Harness]:
-    """Serve the test server on ``url`` (``resumable_app(..., **app_options)``)."""
+    """Serve the test server on ``url`` (``resumable_app(..., **app_options)``).
+
+    ``server_options`` (``session_idle_timeout=...``) go to the SDK's server or app.
+    """
     conductor = Conductor()
-    server, http_options = build_test_server(conductor)
+    server, http_options = build_test_server(conductor, **(server_options or {}))
     async with open_store(url, **(store_options or {})) as store:
         app = resumable_app(
             server, store, **{"idle_ttl_seconds": None, **app_options, **http_options}

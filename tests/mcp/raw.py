@@ -98,6 +98,78 @@ class RawSession:
         params = {"name": name, "arguments": arguments, "_meta": {"progressToken": request_id}}
         return await self.request(request_id, "tools/call", params)
 
+    async def call_tool_and_drop(
+        self, request_id: int | str, name: str, events: int, **arguments: Any
+    ) -> list[Event]:
+        """``tools/call`` with progress, closing the connection after ``events`` events."""
+        params = {"name": name, "arguments": arguments, "_meta": {"progressToken": request_id}}
+        body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+        received: list[Event] = []
+        async with aconnect_sse(
+            self.client,
+            "POST",
+            self.endpoint,
+            json=body,
+            headers=self.headers(**{"content-type": "application/json"}),
+        ) as source:
+            source.response.raise_for_status()
+            async for sse in source.aiter_sse():
+                received.append(_event(sse))
+                if len(received) == events or received[-1].is_response:
+                    break
+        # Leaving the block closes the half-read response: httpx drops the connection.
+        return received
+
+    async def follow_to_priming(self, last_event_id: str) -> tuple[int, list[Event]]:
+        """GET with ``Last-Event-ID``: the replayed events and the new priming event.
+
+        Unlike :meth:`resume`, keeps the priming event, and stops at nothing else.
+        """
+        headers: dict[str, Any] = self.headers(accept="text/event-stream")
+        headers["last-event-id"] = last_event_id
+        events: list[Event] = []
+        async with self.client.stream("GET", self.endpoint, headers=headers) as response:
+            if response.status_code != 200:
+                return response.status_code, events
+            async for sse in EventSource(response).aiter_sse():
+                events.append(_event(sse))
+                if events[-1].message is None:
+                    break
+        return 200, events
+
+    async def follow_to_response(self, last_event_id: str, *, resumes: int = 20) -> list[Event]:
+        """Resume as a client that stays, and again whenever the stream ends without the
+        response (each time from the last id received); every event, the response last.
+        """
+        events: list[Event] = []
+        cursor = last_event_id
+        for _ in range(resumes):
+            status, more = await asyncio.wait_for(self.follow(cursor), READ_TIMEOUT)
+            assert status == 200, status
+            events += more
+            if events and events[-1].is_response:
+                return events
+            cursor = events[-1].id if events else cursor
+        raise AssertionError(f"no response after {resumes} resumes: {events}")
+
+    async def follow(self, last_event_id: str) -> tuple[int, list[Event]]:
+        """GET with ``Last-Event-ID`` and read to the end, as a client that stays.
+
+        Returns the status and every event: the replayed ones, the new priming event,
+        then live ones, until a response arrived or the server ended the stream.
+        """
+        headers: dict[str, Any] = self.headers(accept="text/event-stream")
+        headers["last-event-id"] = last_event_id
+        events: list[Event] = []
+        async with self.client.stream("GET", self.endpoint, headers=headers) as response:
+            if response.status_code != 200:
+                return response.status_code, events
+            async for sse in EventSource(response).aiter_sse():
+                events.append(_event(sse))
+                if events[-1].is_response:
+                    break
+        return 200, events
+
     async def resume(self, last_event_id: str | bytes) -> tuple[int, list[Event]]:
         """GET with ``Last-Event-ID``: the status and the replayed events.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from eventstore.mcp.demo.app import Conductor
@@ -10,19 +11,25 @@ from eventstore.mcp.demo.sdk import context_type, new_server
 RETRY_INTERVAL_MS = 50
 
 
-def build_test_server(conductor: Conductor) -> tuple[Any, dict[str, Any]]:
+def build_test_server(conductor: Conductor, **http_options: Any) -> tuple[Any, dict[str, Any]]:
     """A server with the tools below, and the options for its ``streamable_http_app()``.
+
+    ``http_options`` (``session_idle_timeout=...``) go where the installed SDK takes them.
 
     * ``count(label, steps, pause_after=0)`` -- progress ``"<label>: step i of n"``;
       after step ``pause_after`` (if not 0) waits for the conductor's ``resume``.
     * ``poll(label, steps, close_after)`` -- like ``count``, pausing after
       ``close_after``; on resume it closes its own SSE stream (SEP-1699 polling,
       ``ctx.close_sse_stream()``) and goes on.
+    * ``stream(label, steps, interval_ms)`` -- progress ``"<label>: step i of n"`` every
+      ``interval_ms`` milliseconds, never pausing: a resume races the running tool.
     * ``broadcast(label, count)`` -- ``count`` resource-updated notifications for
       ``test://<label>/<i>`` on the session's standalone GET stream, and one progress
       notification per message.
     """
-    server, http_options = new_server("eventstore-tests", retry_interval_ms=RETRY_INTERVAL_MS)
+    server, http_options = new_server(
+        "eventstore-tests", retry_interval_ms=RETRY_INTERVAL_MS, **http_options
+    )
     context = context_type()
 
     async def count(label: str, steps: int, pause_after: int = 0, ctx: Any = None) -> str:
@@ -44,6 +51,13 @@ def build_test_server(conductor: Conductor) -> tuple[Any, dict[str, Any]]:
                 await ctx.close_sse_stream()
         return f"{label} polled to {steps}"
 
+    async def stream(label: str, steps: int, interval_ms: float, ctx: Any = None) -> str:
+        _record(conductor, label, ctx)
+        for step in range(1, steps + 1):
+            await ctx.report_progress(step, steps, f"{label}: step {step} of {steps}")
+            await asyncio.sleep(interval_ms / 1000)
+        return f"{label} streamed {steps}"
+
     async def broadcast(label: str, count: int, ctx: Any = None) -> str:
         _record(conductor, label, ctx)
         for i in range(1, count + 1):
@@ -51,7 +65,7 @@ def build_test_server(conductor: Conductor) -> tuple[Any, dict[str, Any]]:
             await ctx.report_progress(i, count, f"{label}: sent {i} of {count}")
         return f"{label} broadcast {count}"
 
-    for tool in (count, poll, broadcast):
+    for tool in (count, poll, stream, broadcast):
         tool.__annotations__["ctx"] = context
         server.tool()(tool)
     return server, http_options

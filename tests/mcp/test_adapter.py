@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -222,3 +223,54 @@ async def test_clear_drops_only_this_session(
     assert await a.clear() == 1
     assert await store.stream_count("a") == 0
     assert await store.stream_count("b") == 1
+
+
+async def test_a_sessions_own_trimmed_cursor_is_one_rate_limited_warning(
+    sql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_store(sql_url, max_events_per_stream=2) as store:
+        adapter = SessionEventStore(store, "s")
+        ids = [await adapter.store_event("1", progress(n)) for n in range(1, 5)]
+        foreign = await SessionEventStore(store, "t").store_event("1", progress(1))
+        nonce, counter, _ = ids[0].split(".")
+        with caplog.at_level(logging.DEBUG, logger="eventstore.mcp.adapter"):
+            # The SDK client retries a lost position over and over.
+            for _ in range(5):
+                assert await adapter.replay_events_after(ids[0], Collector()) is None
+            for cursor in (
+                foreign,
+                "garbage",
+                f"{nonce}.{int(counter) + 100}.1",
+                f"{nonce}.{counter}.7",
+                f"AAAAAAAAAAA.{counter}.1",
+            ):
+                assert await adapter.replay_events_after(cursor, Collector()) is None
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1, warnings
+        assert ids[0] in warnings[0] and "max_events_per_stream" in warnings[0]
+        debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
+        assert len(debug) == 4 + 5
+
+
+async def test_a_priming_event_with_nothing_after_it_is_reused_not_stored_again(
+    session_store: Callable[[str], SessionEventStore], store: EventStore
+) -> None:
+    adapter = session_store("s")
+    first = await adapter.store_event("1", None)
+    await settled(adapter)
+    # Each reconnect that replays nothing primes the stream anew: the same cursor.
+    assert [await adapter.store_event("1", None) for _ in range(5)] == [first] * 5
+    message = await adapter.store_event("1", progress(1))
+    # Not yet committed: a new priming event, in order after it.
+    after_message = await adapter.store_event("1", None)
+    await settled(adapter)
+    assert after_message not in (first, message)
+    assert await adapter.store_event("1", None) == after_message
+    stored = await store.get_stream_events("s", "1")
+    assert [event.id for event in stored] == [first, message, after_message]
+    sent = Collector()
+    assert await adapter.replay_events_after(first, sent) == "1"
+    assert [event.event_id for event in sent.sent] == [message]
+    # After a clear nothing is there to reuse.
+    await adapter.clear()
+    assert await adapter.store_event("1", None) != after_message

@@ -250,3 +250,26 @@ async def test_writes_ride_out_a_postgresql_restart_mid_call(
         status, replayed = await session.resume(events[1].id)
         assert status == 200
         assert [event.id for event in replayed] == [event.id for event in events[2:]]
+
+
+async def test_reconnects_that_miss_nothing_do_not_evict_messages(sql_url: str) -> None:
+    """Each resume is primed anew; one that replays nothing reuses the newest priming
+    event instead of storing another row that the per-stream cap would count."""
+    async for harness in start_harness(sql_url, store_options={"max_events_per_stream": 3}):
+        session = await harness.raw_session()
+        call = harness.conductor.call("C")
+        first = await session.call_tool_and_drop(1, "count", 2, label="C", steps=2, pause_after=1)
+        assert [e.message is None for e in first] == [True, False]
+        await call.paused.wait()
+        cursor = first[-1].id
+        for _ in range(8):
+            status, events = await session.follow_to_priming(cursor)
+            assert status == 200 and [e.message for e in events][-1:] == [None]
+            cursor = events[-1].id
+        await harness.settled()
+        stored = await harness.store.get_stream_events(session.session_id, "1")
+        # The first priming event, step 1, and one priming event for all eight resumes.
+        assert [event.id for event in stored] == [first[0].id, first[1].id, cursor]
+        call.resume.set()
+        rest = await session.follow_to_response(cursor)
+        assert texts(rest) == ["C: step 2 of 2"]

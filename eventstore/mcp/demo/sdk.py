@@ -17,18 +17,22 @@ def sdk_version() -> str:
     return version("mcp")
 
 
-def new_server(name: str, *, retry_interval_ms: int) -> tuple[Any, dict[str, Any]]:
+def new_server(
+    name: str, *, retry_interval_ms: int, **http_options: Any
+) -> tuple[Any, dict[str, Any]]:
     """A high-level MCP server and the options its ``streamable_http_app()`` takes.
 
-    mcp 2.x: ``MCPServer`` (options go to ``streamable_http_app``); mcp 1.x: ``FastMCP``
-    (options go to the constructor).
+    ``http_options`` (e.g. ``session_idle_timeout``) and the retry interval go where
+    the SDK takes them -- mcp 2.x: ``MCPServer``, options for ``streamable_http_app``;
+    mcp 1.x: ``FastMCP``, options for the constructor.
     """
+    options = {"retry_interval": retry_interval_ms, **http_options}
     try:
         module = importlib.import_module("mcp.server.mcpserver")
     except ImportError:
         fastmcp = importlib.import_module("mcp.server.fastmcp")
-        return fastmcp.FastMCP(name, retry_interval=retry_interval_ms), {}
-    return module.MCPServer(name), {"retry_interval": retry_interval_ms}
+        return fastmcp.FastMCP(name, **options), {}
+    return module.MCPServer(name), options
 
 
 def context_type() -> Any:
