@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
@@ -9,6 +10,7 @@ from typing import Any, Protocol
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
 
+from eventstore.errors import InvalidInputError
 from eventstore.mcp.binding import SessionBinding
 from eventstore.mcp.ttl import prune_idle_sessions_every
 from eventstore.open import open_store
@@ -69,16 +71,34 @@ def resumable_app(
     for the database, the events of all sessions share transactions, and a write rides
     out a database outage of up to ``write_retry_seconds`` before its stream is given up
     as not resumable (see :class:`~eventstore.mcp.SessionEventStore` for why a queued
-    write is as safe as a committed one here). ``group_commit=False`` commits each event
-    before the SDK may send it.
+    write is as safe as a committed one here). The queue holds at most 10,000 writes;
+    when the database falls that far behind, storing waits for room, and with it the
+    SDK's message routing of the sessions writing then (backpressure: live messages are
+    delayed, never dropped). ``group_commit=False`` commits each event before the SDK may
+    send it.
 
-    While the app runs, sessions idle for ``idle_ttl_seconds`` are pruned every
-    ``prune_interval_seconds`` (``None``: no pruning task; run ``eventstore prune``
-    instead). A session the client ends with ``DELETE`` is dropped at once unless
-    ``clear_on_delete`` is false. ``app.state.eventstore_binding`` is the
+    Once the SDK discards a session (the client's ``DELETE``, the manager's
+    ``session_idle_timeout``, a crashed session, server shutdown) nothing can resume it,
+    and its events are dropped at once unless ``clear_on_delete`` is false. Every
+    ``prune_interval_seconds`` (first at startup) the app marks the sessions it still
+    serves as active in the store -- a heartbeat, which runs also with
+    ``idle_ttl_seconds=None`` so that another replica's pruning or a cron
+    ``eventstore prune`` never drops them -- and then prunes sessions idle for
+    ``idle_ttl_seconds`` (left behind by a process that died; ``None``: this app does
+    not prune). ``idle_ttl_seconds`` must be at least twice ``prune_interval_seconds``
+    and at least the session manager's ``session_idle_timeout``;
+    :class:`~eventstore.errors.InvalidInputError` says so at construction, as it does
+    for a negative or non-finite ``write_retry_seconds``, ``idle_ttl_seconds`` or
+    ``prune_interval_seconds``. ``app.state.eventstore_binding`` is the
     :class:`~eventstore.mcp.SessionBinding` (its live sessions' adapters).
     """
+    _check_seconds("write_retry_seconds", write_retry_seconds, allow_zero=True)
+    _check_seconds("prune_interval_seconds", prune_interval_seconds, allow_zero=False)
+    if idle_ttl_seconds is not None:
+        _check_seconds("idle_ttl_seconds", idle_ttl_seconds, allow_zero=False, allow_none=True)
     app = server.streamable_http_app(**http_options)
+    if idle_ttl_seconds is not None:
+        _check_ttl(idle_ttl_seconds, prune_interval_seconds, server.session_manager)
     binding = SessionBinding(
         store if isinstance(store, EventStore) else None, clear_on_delete=clear_on_delete
     )
@@ -100,17 +120,44 @@ def resumable_app(
                 binding.worker = await stack.enter_async_context(
                     PersistenceWorker(active, retry_timeout=write_retry_seconds)
                 )
-            if idle_ttl_seconds is not None:
-                await stack.enter_async_context(
-                    prune_idle_sessions_every(
-                        active,
-                        idle_seconds=idle_ttl_seconds,
-                        interval_seconds=prune_interval_seconds,
-                    )
+            await stack.enter_async_context(
+                prune_idle_sessions_every(
+                    active,
+                    idle_seconds=idle_ttl_seconds,
+                    interval_seconds=prune_interval_seconds,
+                    live_sessions=binding.session_ids,
                 )
+            )
             async with inner(app) as state:
                 yield state
 
     app.router.lifespan_context = lifespan
     app.state.eventstore_binding = binding
     return app
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool, allow_none: bool = False) -> None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if value > 0 or (allow_zero and value == 0):
+            return
+    wanted = "a non-negative" if allow_zero else "a positive"
+    prefix = "None or " if allow_none else ""
+    raise InvalidInputError(f"{name} must be {prefix}{wanted} number of seconds, not {value!r}")
+
+
+def _check_ttl(
+    idle_ttl_seconds: float, prune_interval_seconds: float, manager: StreamableHTTPSessionManager
+) -> None:
+    if idle_ttl_seconds < 2 * prune_interval_seconds:
+        raise InvalidInputError(
+            f"idle_ttl_seconds ({idle_ttl_seconds!r}) must be at least twice "
+            f"prune_interval_seconds ({prune_interval_seconds!r}): live sessions are marked "
+            "active only once per interval, and a shorter TTL would prune them"
+        )
+    idle_timeout = getattr(manager, "session_idle_timeout", None)
+    if idle_timeout is not None and idle_ttl_seconds < idle_timeout:
+        raise InvalidInputError(
+            f"idle_ttl_seconds ({idle_ttl_seconds!r}) must be at least the session "
+            f"manager's session_idle_timeout ({idle_timeout!r} s): a session the SDK still "
+            "keeps must not lose its events first"
+        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -13,9 +12,7 @@ from eventstore import InMemoryEventStore, InvalidInputError, open_store
 from eventstore.cli import main
 from eventstore.mcp import prune_idle_sessions_every, resumable_app
 from eventstore.mcp.demo.app import Conductor
-from eventstore.mcp.demo.loopback import serve_on_loopback
-from tests.mcp.conftest import eventually
-from tests.mcp.raw import RawSession
+from tests.mcp.conftest import Harness, eventually, start_harness
 from tests.mcp.server import build_test_server
 
 
@@ -45,23 +42,96 @@ async def test_the_pruner_rejects_nonsense_intervals() -> None:
             pass
 
 
-async def test_the_app_prunes_idle_sessions_in_the_background(sqlite_url: str) -> None:
-    server, options = build_test_server(Conductor())
-    async with open_store(sqlite_url) as store:
-        app = resumable_app(
-            server, store, idle_ttl_seconds=0.3, prune_interval_seconds=0.05, **options
+async def test_the_pruner_touches_live_sessions_before_each_round() -> None:
+    store = InMemoryEventStore()
+    await store.store_event("live", "1", "e1", 1)
+    await store.store_event("gone", "1", "e1", 1)
+    async with prune_idle_sessions_every(
+        store, idle_seconds=0.2, interval_seconds=0.02, live_sessions=lambda: ["live"]
+    ):
+        await asyncio.sleep(0.6)
+        assert await store.stream_count("gone") == 0
+        assert await store.stream_count("live") == 1
+
+
+async def test_the_app_prunes_abandoned_sessions_and_keeps_live_quiet_ones(sql_url: str) -> None:
+    """A session with an open GET stream and nothing to send is alive: never pruned."""
+    async for harness in start_harness(
+        sql_url,
+        idle_ttl_seconds=0.4,
+        prune_interval_seconds=0.05,
+        server_options={"session_idle_timeout": None},
+    ):
+        # Left behind by a process that died: nobody serves it.
+        await harness.store.store_event("abandoned", "1", "e1", {"n": 1})
+        session = await harness.raw_session()
+        await session.call_tool(1, "count", label="Q", steps=2)
+        await harness.settled()
+        async with session.listening():
+
+            async def abandoned_pruned(harness: Harness = harness) -> bool:
+                return await harness.store.stream_count("abandoned") == 0
+
+            await eventually(abandoned_pruned)
+            # Several TTLs without a single write.
+            await asyncio.sleep(1.2)
+            assert await harness.store.stream_count(session.session_id) == 2
+        status, replayed = await session.resume(
+            (await harness.store.get_stream_events(session.session_id, "1"))[0].id
         )
-        async with serve_on_loopback(app) as base_url, httpx.AsyncClient(timeout=20) as http:
-            session = RawSession(http, f"{base_url}/mcp")
-            await session.open()
-            await session.call_tool(1, "count", label="I", steps=2)
-            await app.state.eventstore_binding.worker.flush()
-            assert await store.stream_count(session.session_id) == 2
+        assert status == 200 and replayed[-1].is_response
 
-            async def pruned() -> bool:
-                return await store.stream_count(session.session_id) == 0
 
-            await eventually(pruned)
+async def test_the_heartbeat_runs_with_pruning_off_for_other_pruners(sql_url: str) -> None:
+    """``idle_ttl_seconds=None``: this replica does not prune, but another one (or cron)
+    must still see its live sessions as active."""
+    async for harness in start_harness(sql_url, idle_ttl_seconds=None, prune_interval_seconds=0.05):
+        session = await harness.raw_session()
+        await session.call_tool(1, "count", label="H", steps=2)
+        await harness.settled()
+        await harness.store.store_event("abandoned", "1", "e1", {"n": 1})
+        await asyncio.sleep(0.8)
+        # What another replica's pruner, or `eventstore prune --idle 400ms`, does:
+        assert await harness.store.prune_idle_sessions(400) == 1
+        assert await harness.store.stream_count("abandoned") == 0
+        assert await harness.store.stream_count(session.session_id) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"idle_ttl_seconds": -1, "write_retry_seconds": -5}, "write_retry_seconds"),
+        ({"idle_ttl_seconds": -1}, "idle_ttl_seconds must be None or a positive"),
+        ({"idle_ttl_seconds": float("nan")}, "idle_ttl_seconds"),
+        ({"idle_ttl_seconds": True}, "idle_ttl_seconds"),
+        ({"write_retry_seconds": -5}, "write_retry_seconds must be a non-negative"),
+        ({"write_retry_seconds": "30"}, "write_retry_seconds"),
+        ({"prune_interval_seconds": 0}, "prune_interval_seconds must be a positive"),
+        ({"prune_interval_seconds": float("inf")}, "prune_interval_seconds"),
+        (
+            {"idle_ttl_seconds": 3600, "prune_interval_seconds": 1800.5},
+            "at least twice prune_interval_seconds",
+        ),
+        ({"idle_ttl_seconds": 600}, "session_idle_timeout"),
+    ],
+)
+def test_the_app_rejects_unusable_timings_at_construction(
+    options: dict[str, object], message: str
+) -> None:
+    server, http_options = build_test_server(Conductor())
+    with pytest.raises(InvalidInputError, match=message):
+        resumable_app(server, InMemoryEventStore(), **options, **http_options)  # type: ignore[arg-type]
+
+
+def test_a_ttl_of_at_least_the_sdk_idle_timeout_is_accepted() -> None:
+    server, http_options = build_test_server(Conductor(), session_idle_timeout=120)
+    resumable_app(
+        server,
+        InMemoryEventStore(),
+        idle_ttl_seconds=120,
+        prune_interval_seconds=60,
+        **http_options,
+    )
 
 
 def seed(url: str, sessions: int) -> None:
