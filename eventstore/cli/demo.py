@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from types import FrameType
+from typing import Any, TypeVar
 
 import click
 
@@ -36,25 +42,87 @@ def demo(url: str | None, steps: int, pause_after: int) -> None:
         raise click.BadParameter(
             "must be at least 1 and less than --steps", param_hint="--pause-after"
         )
-    try:
-        from eventstore.mcp.demo.scenario import run_demo
-        from eventstore.mcp.demo.transcript import render
-    except ImportError as exc:
-        raise click.ClickException(
-            f"the demo needs the MCP SDK ({exc}); "
-            "install it with: pip install 'mcp-eventstore[mcp]'"
-        ) from exc
-    try:
-        report = asyncio.run(run_demo(url or default_url(), steps=steps, pause_after=pause_after))
-    except EventStoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-    def style(text: str, passed: bool | None) -> str:
-        if passed is None:
-            return text
-        return click.style(text, fg="green" if passed else "red")
-
-    for line in render(report, style):
-        click.echo(line)
+    interrupt = _Interrupt()
+    with interrupt:
+        try:
+            from eventstore.mcp.demo.scenario import run_demo
+            from eventstore.mcp.demo.transcript import render
+        except ImportError as exc:
+            raise click.ClickException(
+                f"the demo needs the MCP SDK ({exc}); "
+                "install it with: pip install 'mcp-eventstore[mcp]'"
+            ) from exc
+        try:
+            report = interrupt.run(
+                run_demo(url or default_url(), steps=steps, pause_after=pause_after)
+            )
+        except EventStoreError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if report is not None:
+            for line in render(report, _style):
+                click.echo(line)
+    if report is None or interrupt.requested:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
     if not report.passed:
         raise SystemExit(1)
+
+
+def _style(text: str, passed: bool | None) -> str:
+    if passed is None:
+        return text
+    return click.style(text, fg="green" if passed else "red")
+
+
+_T = TypeVar("_T")
+
+
+class _Interrupt:
+    """Ctrl-C during the demo: the first one stops it cleanly, a second one at once.
+
+    While the block runs, SIGINT no longer raises ``KeyboardInterrupt`` wherever the
+    interpreter happens to be (inside uvicorn, the SDK, a half-built pydantic model);
+    it cancels the running demo, whose server then shuts down as usual and removes
+    the demo's sessions. :meth:`run` returns ``None`` once interrupted.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        # What the SDK and uvicorn log while their tasks are cancelled is noise now.
+        for name in ("mcp", "uvicorn", "httpx"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        if self._loop is not None and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T | None:
+        async def main() -> _T:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            if self.requested:
+                raise asyncio.CancelledError
+            return await coroutine
+
+        if self.requested:
+            coroutine.close()
+            return None
+        try:
+            return asyncio.run(main())
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            if not self.requested:
+                raise
+            return None

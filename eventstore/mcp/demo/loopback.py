@@ -49,4 +49,23 @@ async def serve_on_loopback(app: ASGIApp) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.gather(task, return_exceptions=True)
+        await _wait_for_shutdown(task)
+
+
+async def _wait_for_shutdown(task: asyncio.Task[None]) -> None:
+    """Wait for uvicorn's graceful shutdown, also when the caller is being cancelled.
+
+    Cancelling uvicorn's task instead would cut its lifespan short (the app's sessions
+    and store would not be closed) and make it log the cancellation as an error. The
+    caller's cancellation is re-raised once the server is down.
+    """
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:
+            break
+    if cancelled:
+        raise asyncio.CancelledError

@@ -138,6 +138,7 @@ async def run_demo(url: str, *, steps: int = 6, pause_after: int = 3) -> DemoRep
                 for label in LABELS:
                     driver.check_run(report.runs[label])
                 await driver.check_isolation(base)
+                await driver.count_before_end()
             await driver.check_cleared()
     return report
 
@@ -156,6 +157,8 @@ class _Driver:
         self.gate = gate
         self.conductor = conductor
         self.report = report
+        #: Streams each session had in the store right before the clients ended them.
+        self.streams_before_end: dict[str, int] = {}
 
     def check(self, passed: bool, text: str) -> None:
         self.report.checks.append(Check(passed, text))
@@ -191,7 +194,10 @@ class _Driver:
             assert call.session_id is not None and call.request_id is not None
             run.session_id, run.request_id = call.session_id, call.request_id
             stream = stream_key(run.request_id)
-            run.last_event_before_cut = (await self._stored(run.session_id, stream))[-1].id
+            stored = await self._stored(run.session_id, stream)
+            if not stored:
+                raise RuntimeError("the store holds no event of this call: writes are failing")
+            run.last_event_before_cut = stored[-1].id
             # From here until the server has stored the result, a resume waits at the
             # gate: the client is away while the tool finishes.
             self.gate.hold(run.session_id)
@@ -269,32 +275,55 @@ class _Driver:
                 mixed.append(f"{run.label}: no session")
                 continue
             stored = await self._stored(run.session_id, stream_key(run.request_id))
+            if not any(_label_of(event) == run.label for event in stored):
+                mixed.append(f"{run.label}: none of its own events stored")
             mixed += [
                 _label_of(event) or "?"
                 for event in stored
                 if event.data is not None and _label_of(event) not in (run.label, None)
             ]
-        self.check(not mixed, "the store keeps each session's stream apart (no mixed events)")
+        self.check(
+            not mixed,
+            "the store keeps each session's stream apart (no mixed events)"
+            + (f" ({', '.join(mixed)})" if mixed else ""),
+        )
         if a.last_event_before_cut and b.session_id:
             events = await _raw_resume(base_url, b.session_id, a.last_event_before_cut)
+            outcome = "no answer in time" if events is None else f"{events} events"
             self.check(
                 events == 0,
-                f"A's Last-Event-ID sent on B's session replays nothing ({events} events)",
+                f"A's Last-Event-ID sent on B's session replays nothing ({outcome})",
             )
 
+    async def count_before_end(self) -> None:
+        for run in self.report.runs.values():
+            if run.session_id:
+                self.streams_before_end[run.session_id] = await self.store.stream_count(
+                    run.session_id
+                )
+
     async def check_cleared(self) -> None:
-        sessions = [run.session_id for run in self.report.runs.values() if run.session_id]
+        before = self.streams_before_end
+
+        async def counts() -> dict[str, int]:
+            return {session: await self.store.stream_count(session) for session in before}
 
         async def cleared() -> bool:
-            counts = [await self.store.stream_count(session) for session in sessions]
-            return not any(counts)
+            return not any((await counts()).values())
 
         try:
             await _poll(cleared, timeout=10.0)
-            done = bool(sessions)
         except TimeoutError:
-            done = False
-        self.check(done, "ending the sessions (DELETE) dropped their events from the store")
+            pass
+        after = await counts()
+        # Only a store that held the sessions' events and then no longer does proves it.
+        done = len(before) == len(LABELS) and all(before.values()) and not any(after.values())
+        detail = ", ".join(f"{before[s]} -> {after[s]}" for s in before) or "no sessions"
+        self.check(
+            done,
+            f"ending the sessions (DELETE) dropped their events from the store "
+            f"(streams per session: {detail})",
+        )
 
 
 def _is_response(event: StoredEvent) -> bool:
@@ -307,11 +336,15 @@ def _label_of(event: StoredEvent) -> str | None:
     return message.split(":", 1)[0] if isinstance(message, str) else None
 
 
-async def _raw_resume(base_url: str, session_id: str, last_event_id: str) -> int:
+async def _raw_resume(
+    base_url: str, session_id: str, last_event_id: str, *, timeout: float = 10.0
+) -> int | None:
     """GET the endpoint as ``session_id`` resuming from ``last_event_id``; count messages.
 
     Stops at the end of the stream, or at the priming event the SDK sends once a replay
-    is complete and it starts tailing the stream live; ``-1`` for a non-200 answer.
+    is complete and it starts tailing the stream live; ``-1`` for a non-200 answer,
+    ``None`` when the server does not get there within ``timeout`` seconds (or the
+    connection fails): a server that hangs on a foreign cursor fails the check.
     """
     headers = {
         "accept": "text/event-stream",
@@ -323,7 +356,7 @@ async def _raw_resume(base_url: str, session_id: str, last_event_id: str) -> int
     async def read() -> None:
         nonlocal messages
         async with (
-            httpx.AsyncClient(timeout=10.0) as client,
+            httpx.AsyncClient(timeout=timeout) as client,
             client.stream("GET", f"{base_url}/mcp", headers=headers) as response,
         ):
             if response.status_code != 200:
@@ -336,9 +369,9 @@ async def _raw_resume(base_url: str, session_id: str, last_event_id: str) -> int
                     messages += 1
 
     try:
-        await asyncio.wait_for(read(), 10.0)
+        await asyncio.wait_for(read(), timeout)
     except (TimeoutError, httpx.HTTPError):
-        pass
+        return None
     return messages
 
 
