@@ -8,7 +8,10 @@ The one-liner for a server author::
 
 Pieces, for other setups: :class:`SessionEventStore` (the SDK ``EventStore`` of one
 session), :class:`SessionBinding` / :func:`bind_session_manager` (one adapter per session
-of a ``StreamableHTTPSessionManager``), :func:`prune_idle_sessions_every` (TTL cleanup).
+of a ``StreamableHTTPSessionManager``, watching its transport's streams so that a resume
+while the tool still sends loses nothing, see :mod:`eventstore.mcp.reattach`, and
+dropping a session's events once the SDK discards it), :func:`prune_idle_sessions_every`
+(heartbeat for live sessions, TTL cleanup of abandoned ones).
 Needs mcp 1.30+ (``FastMCP``) or 2.2+ (``MCPServer``); tested with 1.30.0 and 2.3.0.
 """
 
