@@ -58,6 +58,7 @@ from eventstore.errors import EventStoreError, InvalidInputError, SchemaError, S
 from eventstore.migrations import LEGACY_BASELINE, SCRIPT_LOCATION, VERSION_TABLE
 from eventstore.migrations.steps import Options, parse_duration_ms
 from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
+from eventstore.sql.store import database_error
 
 __all__ = [
     "STORE_TABLES",
@@ -354,9 +355,12 @@ def _read_only(url: URL) -> URL:
     return url.set(database=f"file:{path}", query={"mode": "ro", "uri": "true"})
 
 
-def _unreachable(url: URL, exc: BaseException) -> StoreUnavailableError:
-    reason = exc.orig if isinstance(exc, DBAPIError) else exc
-    text_ = str(reason).strip() or type(reason).__name__
+def _unreachable(url: URL, exc: BaseException) -> EventStoreError:
+    """A failed connection: transient (no host, refused, timed out) or not (a database
+    that does not exist, a role refused, a file that is not a database)."""
+    if isinstance(exc, DBAPIError):
+        return database_error(exc, f"cannot connect to {_safe(url)}")
+    text_ = str(exc).strip() or type(exc).__name__
     return StoreUnavailableError(f"cannot connect to {_safe(url)}: {text_}")
 
 
@@ -400,7 +404,7 @@ async def _status(connection: AsyncConnection) -> SchemaStatus:
     try:
         return await connection.run_sync(inspect_schema)
     except DBAPIError as exc:
-        raise StoreUnavailableError(f"cannot read the database: {exc.orig}") from exc
+        raise database_error(exc, "cannot read the database") from exc
     finally:
         await connection.rollback()
 
