@@ -644,12 +644,13 @@ async def downgrade(
             say(f"already at revision {wanted}: nothing to do")
             return UpgradeReport(found)
         assert found.revision is not None
-        above = _pending(wanted, found.revision)
-        if not above or wanted in {r.id for r in _pending(found.revision, found.head)}:
+        below = [r.id for r in _pending(None, found.revision)][:-1]
+        if wanted not in below:
             raise InvalidInputError(
                 f"the database is at revision {found.revision}; {wanted} is not below it "
                 "(run `eventstore migrate` to upgrade)"
             )
+        above = _pending(wanted, found.revision)
         planned = tuple(reversed(above))
         for step in planned:
             say(f"will revert {step}")

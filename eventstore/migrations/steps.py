@@ -15,6 +15,7 @@ a migration:
 
 Options come from ``alembic -x name=value`` or, programmatically, from
 ``config.attributes["eventstore_options"]`` (see :func:`eventstore.migrate.upgrade`).
+Retry pauses (:func:`pause`) yield to the caller's event loop instead of blocking it.
 """
 
 from __future__ import annotations

@@ -268,3 +268,21 @@ def test_alembic_lock_timeout_takes_the_same_syntax() -> None:
         check=True,
     )
     assert "SET lock_timeout = '120000ms';" in result.stdout
+
+
+def test_downgrade_refuses_what_it_cannot_or_must_not_do(sqlite_url: str) -> None:
+    assert _migrate("--url", sqlite_url)[0] == 0
+    assert _migrate("--url", sqlite_url, "--downgrade", "0003")[0] == 0
+    for revision, message in (
+        ("base", "downgrading to base drops the events table"),
+        ("0009", "unknown revision '0009'; the history has 0001, 0002, 0003, 0004, 0005"),
+        ("0004", "the database is at revision 0003; 0004 is not below it"),
+    ):
+        code, output = _migrate("--url", sqlite_url, "--downgrade", revision)
+        assert code == 1, output
+        assert message in _one_error_line(output)
+    code, output = _migrate("--url", sqlite_url, "--downgrade", "0003")
+    assert code == 0 and "already at revision 0003: nothing to do" in output
+    code, output = _migrate("--url", sqlite_url, "--downgrade", "0001", "--sql")
+    assert code == 2 and "--downgrade takes only --url and --lock-timeout" in output
+    assert asyncio.run(migrate.status(sqlite_url)).revision == "0003"

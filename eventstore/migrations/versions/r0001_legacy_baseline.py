@@ -2,7 +2,9 @@
 
 This is the table the pre-stream store wrote: no stream, no sequence number, and event ids
 not unique within a session. A database that has it without any Alembic history is stamped
-with this revision by ``eventstore migrate`` and upgraded from here.
+with this revision (by ``eventstore migrate``, and by ``env.py`` before ``alembic upgrade``)
+and upgraded from here. Legacy tables varied: one without ``ix_events_session_id``, or
+with a ``REAL`` timestamp, upgrades as well.
 
 Revision ID: 0001
 Revises:
