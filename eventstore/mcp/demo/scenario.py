@@ -13,8 +13,9 @@ happened and the checks that prove it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +107,7 @@ async def run_demo(url: str, *, steps: int = 6, pause_after: int = 3) -> DemoRep
         raise ValueError(f"need 1 <= pause_after < steps, not {pause_after} and {steps}")
     conductor = Conductor()
     server, http_options = build_server(conductor)
-    async with open_store(url) as store:
+    async with _store_at(url) as store:
         app = resumable_app(server, store, idle_ttl_seconds=None, **http_options)
         binding: SessionBinding = app.state.eventstore_binding
         gate = ResumeGate(app)
@@ -324,6 +325,26 @@ class _Driver:
             f"ending the sessions (DELETE) dropped their events from the store "
             f"(streams per session: {detail})",
         )
+
+
+@asynccontextmanager
+async def _store_at(url: str) -> AsyncIterator[EventStore]:
+    """``open_store(url)``, but a cancellation (Ctrl-C) lets a half-done opening finish.
+
+    Cut short mid-connect, a database driver may leave its connection thread behind,
+    which then fails noisily against the closed event loop.
+    """
+    opening: asyncio.Future[EventStore] = asyncio.ensure_future(open_store(url))
+    try:
+        store = await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await (await opening).close()
+        raise
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def _is_response(event: StoredEvent) -> bool:
