@@ -56,14 +56,17 @@ def test_a_legacy_table_without_the_session_index(sql_url: str) -> None:
     assert "ix_events_session_id" in asyncio.run(schema_objects(sql_url))["indexes"]
 
 
-@pytest.mark.parametrize("declared", ["REAL", "BIGINT"])
-def test_fractional_timestamps_become_whole_milliseconds(sql_url: str, declared: str) -> None:
+@pytest.mark.parametrize(
+    ("dialect", "declared"),
+    # A PostgreSQL BIGINT column cannot hold fractions; SQLite's can.
+    [("sqlite", "REAL"), ("sqlite", "BIGINT"), ("postgres", "DOUBLE PRECISION")],
+)
+def test_fractional_timestamps_become_whole_milliseconds(
+    request: pytest.FixtureRequest, dialect: str, declared: str
+) -> None:
     """Legacy writers stored ``time.time() * 1000``: fractions, in a REAL (PostgreSQL:
     double precision) column or, on SQLite, even in a BIGINT one."""
-    if declared == "REAL" and sql_url.startswith("postgresql"):
-        declared = "DOUBLE PRECISION"
-    elif declared == "BIGINT" and sql_url.startswith("postgresql"):
-        pytest.skip("a PostgreSQL BIGINT column cannot hold fractions")
+    sql_url = str(request.getfixturevalue(f"{dialect}_url"))
     rows = [
         ("s", "late", '"late"', 1_700_000_000_456.9),
         ("s", "early", '"early"', 1_700_000_000_123.75),
