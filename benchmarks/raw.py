@@ -1,11 +1,13 @@
 """The baseline: aiosqlite and asyncpg running, by hand, the SQL :class:`SqlEventStore` runs.
 
-Same statements (texts checked against what the store emits, see :mod:`benchmarks.sqlcheck`),
-same transaction shape (SQLite: WAL, ``synchronous=FULL``, ``busy_timeout``,
-``BEGIN IMMEDIATE`` for writes; PostgreSQL: one transaction per write), one connection
-held open, JSON already encoded. What is left between this and the store is the store's
-own work: argument checks, JSON encoding and decoding, SQLAlchemy, the connection pool,
-and building :class:`~eventstore.StoredEvent` values.
+The statements are the store's own (imported from :mod:`eventstore.sql.sqlite` and
+:mod:`eventstore.sql.postgresql`; :mod:`benchmarks.sqlcheck` confirms the store sends
+exactly these), in the same transaction shape (SQLite: WAL, ``synchronous=FULL``,
+``busy_timeout``, ``BEGIN IMMEDIATE`` for writes; PostgreSQL: one transaction per write),
+on one connection held open, with JSON already encoded, and rows left undecoded. What is
+left between this and the store is the store's own work: argument checks, JSON encoding
+and decoding, SQLAlchemy and its pool, and building :class:`~eventstore.StoredEvent`
+values.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import aiosqlite
 import asyncpg
 
 from eventstore.clock import now_ms
+from eventstore.sql import postgresql, sqlite
 
 
 class Event(NamedTuple):
@@ -29,60 +32,21 @@ class Event(NamedTuple):
     text: str
 
 
-_HEADS = (
-    "INSERT INTO event_streams (session_id, stream_id, last_seq, first_seq, created_at, "
-    "updated_at) VALUES {rows} ON CONFLICT (session_id, stream_id) DO UPDATE SET last_seq = "
-    "(event_streams.last_seq + excluded.last_seq), updated_at = excluded.updated_at "
-    "RETURNING {returning}"
-)
-_INSERT = (
-    "INSERT INTO events (session_id, event_id, data, timestamp, stream_id, seq) VALUES {rows} "
-    "RETURNING {returning}"
-)
-_REPLAY = (
-    "SELECT events.event_id, events.seq, events.data, events.timestamp \nFROM events \n"
-    "WHERE events.session_id = {session} AND events.stream_id = {stream} AND events.seq >= "
-    "(SELECT events.seq \nFROM events \nWHERE events.session_id = {session} AND "
-    "events.event_id = {cursor} AND events.stream_id = {stream}) ORDER BY events.seq"
-)
-
-
-def _counts(batch: Sequence[Event]) -> list[tuple[str, str, int]]:
+def _counts(batch: Sequence[Event]) -> list[tuple[tuple[str, str], int]]:
     """Streams touched, sorted as the store locks them, with their event counts."""
-    counts = Counter((e.session_id, e.stream_id) for e in batch)
-    return [(s, t, n) for (s, t), n in sorted(counts.items())]
+    return sorted(Counter((e.session_id, e.stream_id) for e in batch).items())
 
 
-def _head_params(counts: list[tuple[str, str, int]], now: int) -> list[Any]:
-    params: list[Any] = []
-    for session_id, stream_id, count in counts:
-        params += [session_id, stream_id, count, 1, now, now]
-    return params
-
-
-def _event_rows(
-    batch: Sequence[Event],
-    counts: list[tuple[str, str, int]],
-    last_seqs: dict[tuple[str, str], int],
-    now: int,
-) -> list[tuple[Any, ...]]:
-    """INSERT parameters: each stream's new seqs end at the head row's ``last_seq``."""
-    next_seq = {(s, t): last_seqs[(s, t)] - n + 1 for s, t, n in counts}
+def _rows(batch: Sequence[Event], counts: list[tuple[tuple[str, str], int]], now: int) -> list[Any]:
+    """``(session_id, stream_id, event_id, data, timestamp, later)`` as the store builds them:
+    ``later`` counts the rows of the same stream after this one."""
+    left = dict(counts)
     rows = []
     for e in batch:
         key = (e.session_id, e.stream_id)
-        rows.append((e.session_id, e.event_id, e.text, now, e.stream_id, next_seq[key]))
-        next_seq[key] += 1
+        left[key] -= 1
+        rows.append((e.session_id, e.stream_id, e.event_id, e.text, now, left[key]))
     return rows
-
-
-def _numbered_rows(types: Sequence[str], count: int) -> str:
-    """``($1::T1, $2::T2), ($3::T1, $4::T2)``: asyncpg placeholders, cast as SQLAlchemy does."""
-    width = len(types)
-    return ", ".join(
-        "(" + ", ".join(f"${width * i + c + 1}::{t}" for c, t in enumerate(types)) + ")"
-        for i in range(count)
-    )
 
 
 class RawSqlite:
@@ -105,25 +69,25 @@ class RawSqlite:
     @staticmethod
     def statements(batch: Sequence[Event]) -> list[str]:
         """The texts :meth:`append` runs for ``batch``, in order."""
-        streams = {(e.session_id, e.stream_id) for e in batch}
-        return [
-            "BEGIN IMMEDIATE",
-            _HEADS.format(
-                rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(streams)),
-                returning="session_id, stream_id, last_seq",
-            ),
-            _INSERT.format(rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(batch)), returning="id"),
-        ]
+        return ["BEGIN IMMEDIATE", sqlite.reserve_seqs(len(_counts(batch))), sqlite.INSERT_EVENT]
 
     async def append(self, batch: Sequence[Event]) -> int:
-        begin, heads, insert = self.statements(batch)
+        begin, reserve, insert = self.statements(batch)
         counts, now = _counts(batch), now_ms()
+        params: list[Any] = []
+        for (session_id, stream_id), count in counts:
+            params += (session_id, stream_id, count, now, now)
         await self.conn.execute(begin)
         try:
-            heads_found = await self.conn.execute_fetchall(heads, _head_params(counts, now))
-            last = {(r[0], r[1]): r[2] for r in heads_found}
-            rows = _event_rows(batch, counts, last, now)
-            await self.conn.execute_fetchall(insert, [p for row in rows for p in row])
+            found = await self.conn.execute_fetchall(reserve, params)
+            heads = {(s, t): last for s, t, last in found}
+            await self.conn.executemany(
+                insert,
+                [
+                    (s, t, heads[s, t] - later, event_id, data, ts)
+                    for s, t, event_id, data, ts, later in _rows(batch, counts, now)
+                ],
+            )
             await self.conn.commit()
         except BaseException:
             await self.conn.rollback()
@@ -132,13 +96,16 @@ class RawSqlite:
 
     @staticmethod
     def replay_statement() -> str:
-        return _REPLAY.format(session="?", stream="?", cursor="?")
+        return sqlite.REPLAY_AFTER
+
+    @staticmethod
+    def replay_params(session_id: str, stream_id: str, cursor: str) -> list[Any]:
+        return sqlite.replay_params(session_id, stream_id, cursor)
 
     async def replay(self, session_id: str, stream_id: str, cursor: str) -> list[Any]:
         return list(
             await self.conn.execute_fetchall(
-                self.replay_statement(),
-                (session_id, stream_id, session_id, cursor, stream_id),
+                sqlite.REPLAY_AFTER, sqlite.replay_params(session_id, stream_id, cursor)
             )
         )
 
@@ -159,34 +126,36 @@ class RawPostgres:
     @staticmethod
     def statements(batch: Sequence[Event]) -> list[str]:
         """The texts :meth:`append` runs for ``batch``, in order."""
-        streams = {(e.session_id, e.stream_id) for e in batch}
-        heads = ("VARCHAR", "VARCHAR", "BIGINT", "BIGINT", "BIGINT", "BIGINT")
-        events = ("VARCHAR", "VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "BIGINT")
-        return [
-            _HEADS.format(
-                rows=_numbered_rows(heads, len(streams)),
-                returning="event_streams.session_id, event_streams.stream_id, "
-                "event_streams.last_seq",
-            ),
-            _INSERT.format(rows=_numbered_rows(events, len(batch)), returning="events.id"),
-        ]
+        return [postgresql.APPEND]
 
     async def append(self, batch: Sequence[Event]) -> int:
-        heads, insert = self.statements(batch)
         counts, now = _counts(batch), now_ms()
+        columns = list(zip(*_rows(batch, counts, now), strict=True))
         async with self.conn.transaction():
-            heads_found = await self.conn.fetch(heads, *_head_params(counts, now))
-            last = {(r[0], r[1]): r[2] for r in heads_found}
-            rows = _event_rows(batch, counts, last, now)
-            await self.conn.fetch(insert, *(p for row in rows for p in row))
+            await self.conn.fetch(
+                postgresql.APPEND,
+                now,
+                [session_id for (session_id, _), _ in counts],
+                [stream_id for (_, stream_id), _ in counts],
+                [count for _, count in counts],
+                *(list(column) for column in columns),
+            )
         return len(batch)
 
     @staticmethod
     def replay_statement() -> str:
-        return _REPLAY.format(session="$1::VARCHAR", stream="$2::VARCHAR", cursor="$3::VARCHAR")
+        return postgresql.REPLAY_AFTER
+
+    @staticmethod
+    def replay_params(session_id: str, stream_id: str, cursor: str) -> list[Any]:
+        return postgresql.replay_params(session_id, stream_id, cursor)
 
     async def replay(self, session_id: str, stream_id: str, cursor: str) -> list[Any]:
-        return list(await self.conn.fetch(self.replay_statement(), session_id, stream_id, cursor))
+        return list(
+            await self.conn.fetch(
+                postgresql.REPLAY_AFTER, *postgresql.replay_params(session_id, stream_id, cursor)
+            )
+        )
 
     async def close(self) -> None:
         await self.conn.close()

@@ -62,13 +62,7 @@ async def measure(bench: Bench, dataset: Dataset) -> ReplayRow:
         timings = await latencies_in_turns(
             {"ours": ours, "raw": baseline}, rounds=bench.rounds, calls=CALLS_PER_ROUND
         )
-        session_id, stream_id, cursor = target(0)
-        params = (
-            [session_id, stream_id, session_id, cursor, stream_id]
-            if dataset.dialect == "sqlite"
-            else [session_id, stream_id, cursor]
-        )
-        plan = await dataset.query_plan(raw.replay_statement(), params)
+        plan = await dataset.query_plan(raw.replay_statement(), raw.replay_params(*target(0)))
     finally:
         await raw.close()
         await store.close()

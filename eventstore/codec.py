@@ -160,6 +160,27 @@ def decode_data(text: str) -> Any:
         raise EventStoreError(f"a stored event's data is not valid JSON: {exc}") from None
 
 
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_ZEROS = b"0" * 19
+
+#: Decodes what :func:`orjson_exact` approved exactly (raises ``orjson.JSONDecodeError``).
+fast_loads = orjson.loads
+
+
+def orjson_exact(texts: list[str]) -> bool:
+    """Whether :data:`fast_loads` decodes each of ``texts`` exactly: no 19-digit runs.
+
+    What a replay checks once for all its rows: bytes.translate and a substring search
+    run at C speed, where a regular expression per row cost four times the parse.
+    Text that is not plain UTF-8 (a lone surrogate) is refused too.
+    """
+    try:
+        joined = "\n".join(texts).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return _LONG_ZEROS not in joined.translate(_DIGITS_TO_ZERO)
+
+
 def same_content(stored_text: str, data_text: str) -> bool:
     """Whether two encodings hold the same JSON value.
 

@@ -9,17 +9,26 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
 
 __all__ = [
+    "APPEND",
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
     "DROP_TRIGGERS",
     "LOCK_FOR_STORE_WIDE_CAP",
     "PING_IDLE_SECONDS",
     "READ_OPTIONS",
+    "REPLAY_AFTER",
+    "REPLAY_AFTER_LIMITED",
+    "STREAM",
+    "STREAM_LIMITED",
     "append_events",
     "configure_engine",
+    "fetch",
     "is_unique_violation",
+    "replay_params",
+    "stream_params",
     "upsert",
 ]
 
@@ -122,7 +131,7 @@ DROP_TRIGGERS: list[str] = [
 # from the reserved range, return the heads. The head rows are upserted in sorted order,
 # so concurrent batches lock them in the same order (no deadlocks); the events keep the
 # batch's order. The statement-level trim trigger fires once, after both inserts.
-_APPEND = """
+APPEND = """
 WITH heads AS (
     INSERT INTO event_streams AS h
         (session_id, stream_id, last_seq, first_seq, created_at, updated_at)
@@ -159,7 +168,7 @@ async def append_events(
     streams = [stream for stream, _ in counts]
     columns = list(zip(*rows, strict=True))
     result = await conn.exec_driver_sql(
-        _APPEND,
+        APPEND,
         (
             now,
             [session_id for session_id, _ in streams],
@@ -169,6 +178,62 @@ async def append_events(
         ),
     )
     return {(row.session_id, row.stream_id): row.last_seq for row in result}
+
+
+# Reads go to asyncpg itself (its own prepared-statement cache): SQLAlchemy's adapted
+# cursor cost several times the indexed query on every replay.
+REPLAY_AFTER = (
+    "SELECT event_id, seq, data, timestamp FROM events "
+    "WHERE session_id = $1 AND stream_id = $2 AND seq >= "
+    "(SELECT seq FROM events WHERE session_id = $1 AND event_id = $3 AND stream_id = $2) "
+    "ORDER BY seq"
+)
+REPLAY_AFTER_LIMITED = REPLAY_AFTER + " LIMIT $4"
+STREAM = (
+    "SELECT event_id, seq, data, timestamp FROM events "
+    "WHERE session_id = $1 AND stream_id = $2 ORDER BY seq"
+)
+STREAM_LIMITED = STREAM + " LIMIT $3"
+
+# Server errors that mean the connection is gone: admin/crash shutdown, cannot connect
+# now; and SQLSTATE class 08, connection exceptions.
+_LOST_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def replay_params(session_id: str, stream_id: str, cursor: str) -> list[Any]:
+    """The parameters of :data:`REPLAY_AFTER` (``LIMIT``'s goes last)."""
+    return [session_id, stream_id, cursor]
+
+
+def stream_params(session_id: str, stream_id: str) -> list[Any]:
+    """The parameters of :data:`STREAM` (``LIMIT``'s goes last)."""
+    return [session_id, stream_id]
+
+
+async def fetch(pooled: PoolProxiedConnection, statement: str, params: list[Any]) -> list[Any]:
+    """Run a read on the asyncpg connection of a pooled connection: its rows.
+
+    A failure comes back as SQLAlchemy's :class:`DBAPIError`, as from any other statement,
+    with ``connection_invalidated`` set when it means the connection is gone.
+    """
+    driver = pooled.driver_connection
+    assert driver is not None
+    try:
+        return list(await driver.fetch(statement, *params))
+    except Exception as exc:
+        lost = _connection_lost(exc)
+        raise DBAPIError(statement, params, exc, connection_invalidated=lost) from exc
+
+
+def _connection_lost(error: Exception) -> bool:
+    import asyncpg
+
+    state = str(getattr(error, "sqlstate", "") or "")
+    return (
+        isinstance(error, (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError))
+        or state in _LOST_STATES
+        or state.startswith("08")
+    )
 
 
 #: A pooled connection that sat unused for longer than this is pinged before it is used.

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as upsert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import PoolResetState
+from sqlalchemy.pool import PoolProxiedConnection, PoolResetState
 from sqlalchemy.util import await_
 
 from eventstore.errors import InvalidInputError
@@ -20,12 +20,21 @@ __all__ = [
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
     "DROP_TRIGGERS",
+    "INSERT_EVENT",
     "LOCK_FOR_STORE_WIDE_CAP",
     "READ_OPTIONS",
+    "REPLAY_AFTER",
+    "REPLAY_AFTER_LIMITED",
+    "STREAM",
+    "STREAM_LIMITED",
     "append_events",
     "check_synchronous",
     "configure_engine",
+    "fetch",
     "is_unique_violation",
+    "replay_params",
+    "reserve_seqs",
+    "stream_params",
     "upsert",
 ]
 
@@ -75,14 +84,14 @@ DROP_TRIGGERS: list[str] = ["DROP TRIGGER IF EXISTS eventstore_trim_streams"]
 # (cursor, execute, fetch, close) plus its own per-statement Python. Measured on 64-event
 # batches, that halved the append (about 4 ms to 2 ms). The SQL is constant text with
 # placeholders only.
-_INSERT_EVENT = (
+INSERT_EVENT = (
     "INSERT INTO events (session_id, stream_id, seq, event_id, data, timestamp) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 
 
 @lru_cache(maxsize=64)
-def _reserve_seqs(streams: int) -> str:
+def reserve_seqs(streams: int) -> str:
     """Add each stream's new-event count to its head row (made by its first event)."""
     # Only placeholders are spliced in; the values are bound.
     values = ", ".join(["(?, ?, ?, 1, ?, ?)"] * streams)
@@ -114,13 +123,13 @@ async def append_events(
     params: list[Any] = []
     for (session_id, stream_id), count in counts:
         params += (session_id, stream_id, count, now, now)
-    statement = _reserve_seqs(len(counts))
+    statement = reserve_seqs(len(counts))
     try:
         heads = {
             (session_id, stream_id): last
             for session_id, stream_id, last in await driver.execute_fetchall(statement, params)
         }
-        statement = _INSERT_EVENT
+        statement = INSERT_EVENT
         await driver.executemany(
             statement,
             [
@@ -132,6 +141,42 @@ async def append_events(
         # The error SQLAlchemy would have raised, so callers handle one kind.
         raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
     return heads
+
+
+# Reads go straight to aiosqlite too: one thread hop, where SQLAlchemy's cursor takes
+# several (each a thread hand-off, about as long as the whole indexed query).
+REPLAY_AFTER = (
+    "SELECT event_id, seq, data, timestamp FROM events "
+    "WHERE session_id = ? AND stream_id = ? AND seq >= "
+    "(SELECT seq FROM events WHERE session_id = ? AND event_id = ? AND stream_id = ?) "
+    "ORDER BY seq"
+)
+REPLAY_AFTER_LIMITED = REPLAY_AFTER + " LIMIT ?"
+STREAM = (
+    "SELECT event_id, seq, data, timestamp FROM events "
+    "WHERE session_id = ? AND stream_id = ? ORDER BY seq"
+)
+STREAM_LIMITED = STREAM + " LIMIT ?"
+
+
+def replay_params(session_id: str, stream_id: str, cursor: str) -> list[Any]:
+    """The parameters of :data:`REPLAY_AFTER` (``LIMIT``'s goes last)."""
+    return [session_id, stream_id, session_id, cursor, stream_id]
+
+
+def stream_params(session_id: str, stream_id: str) -> list[Any]:
+    """The parameters of :data:`STREAM` (``LIMIT``'s goes last)."""
+    return [session_id, stream_id]
+
+
+async def fetch(pooled: PoolProxiedConnection, statement: str, params: list[Any]) -> list[Any]:
+    """Run a read on the driver of a pooled connection: its rows, as tuples."""
+    driver = pooled.driver_connection
+    assert driver is not None
+    try:
+        return list(await driver.execute_fetchall(statement, params))
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, params, exc, sqlite3.Error) from exc
 
 
 _SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})

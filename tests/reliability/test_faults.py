@@ -275,3 +275,27 @@ async def test_a_pool_timeout_is_a_clear_retryable_error(sql_url: str) -> None:
         # The connection is back: the same write now succeeds, and nothing was lost.
         assert (await store.store_event("s", "a", "a/1", 1)).seq == 2
         await assert_consistent(store, "s", {"a/0": 1, "a/1": 2})
+
+
+async def test_reads_recover_after_a_postgresql_restart(crash_cluster: PostgresCluster) -> None:
+    """Replays run on the driver itself; a restart still costs at most one failed read.
+
+    No pings (``pool_pre_ping=False``), so the pool hands out the dead connections and
+    the failed read must retire all of them, as SQLAlchemy does on its own statements.
+    """
+    url = await asyncio.to_thread(crash_cluster.create_database)
+    async with open_store(url, pool_pre_ping=False) as store:
+        for index in range(3):
+            await store.store_event("s", "a", f"e{index}", index)
+        # Several pooled connections, all of them dead once the server restarts.
+        await asyncio.gather(*(store.get_events_after("s", "a", "e0") for _ in range(4)))
+        await asyncio.to_thread(crash_cluster.kill)
+        await asyncio.to_thread(crash_cluster.start)
+        outcomes: list[object] = []
+        for _ in range(4):
+            try:
+                outcomes.append([e.id for e in await store.get_events_after("s", "a", "e0")])
+            except StoreUnavailableError as exc:
+                outcomes.append(exc)
+        assert sum(isinstance(o, StoreUnavailableError) for o in outcomes) <= 1, outcomes
+        assert outcomes[-2:] == [["e1", "e2"], ["e1", "e2"]]
