@@ -113,9 +113,11 @@ class SessionEventStore(SdkEventStore):
         # Hashed keys cannot be read back into the SDK's stream id, which a replay must
         # return; plain keys are the stream id itself and need no entry.
         self._hashed_streams: dict[str, str] = {}
-        # Writes of each stream not yet settled; each future resolves to the write's
-        # error, or None once it is committed.
-        self._unsettled: dict[str, set[asyncio.Future[BaseException | None]]] = {}
+        # Per stream: how many writes are not yet settled (committed or failed), and the
+        # event a replay waits on until there are none (made only when one waits: a
+        # future per write cost more memory than the event itself).
+        self._in_flight: dict[str, int] = {}
+        self._drained: dict[str, asyncio.Event] = {}
         self._broken: set[str] = set()
         # Per stream: (seq, event id, is a priming event) of the newest committed event.
         self._newest: dict[str, tuple[int, str, bool]] = {}
@@ -149,16 +151,13 @@ class SessionEventStore(SdkEventStore):
         request = StoreEvent(
             self.session_id, key, event_id, None if message is None else _wire_json(message)
         )
-        settled: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-        pending = self._unsettled.setdefault(key, set())
-        pending.add(settled)
-        settled.add_done_callback(partial(self._forget, key, pending))
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self.stored_any = True
-        handed_to_worker = False
+        handed_to_worker = accounted = False
         try:
             if self.worker is not None:
                 queued = await self.worker.submit(request)
-                queued.add_done_callback(partial(self._committed, request, settled))
+                queued.add_done_callback(partial(self._committed, request))
                 handed_to_worker = True
             else:
                 # The SDK cancels its stream tasks whenever a client goes away (after a
@@ -169,19 +168,21 @@ class SessionEventStore(SdkEventStore):
                         self.session_id, key, event_id, request.data
                     )
                 self._record(key, stored)
-                settled.set_result(None)
+            accounted = True
         except EventStoreError as exc:
             self._lose(request, exc)
-            settled.set_result(exc)
+            accounted = True
         finally:
-            if not handed_to_worker and not settled.done():
-                # Cancelled while waiting for room in the worker's queue: never queued.
+            if not accounted:
+                # Cancelled while waiting for room in the worker's queue (or an error
+                # that is not the store's): never stored, so the stream has a hole.
                 self._broken.add(key)
-                settled.set_result(asyncio.CancelledError())
+            if not handed_to_worker:
+                self._settle(key)
         return event_id
 
     def _reusable_priming(self, key: str) -> str | None:
-        if key in self._broken or any(not f.done() for f in self._unsettled.get(key, ())):
+        if key in self._broken or key in self._in_flight:
             return None
         newest = self._newest.get(key)
         return newest[1] if newest is not None and newest[2] else None
@@ -191,29 +192,30 @@ class SessionEventStore(SdkEventStore):
         if newest is None or stored.seq > newest[0]:
             self._newest[key] = (stored.seq, stored.id, stored.data is None)
 
-    def _committed(
-        self,
-        request: StoreEvent,
-        settled: asyncio.Future[BaseException | None],
-        queued: asyncio.Future[StoredEvent],
-    ) -> None:
+    def _committed(self, request: StoreEvent, queued: asyncio.Future[StoredEvent]) -> None:
         error = _failure(queued)
         if error is None:
             self._record(request.stream_id, queued.result())
         else:
             self._lose(request, error)
-        if not settled.done():
-            settled.set_result(error)
+        self._settle(request.stream_id)
 
-    def _forget(
-        self,
-        key: str,
-        pending: set[asyncio.Future[BaseException | None]],
-        settled: asyncio.Future[BaseException | None],
-    ) -> None:
-        pending.discard(settled)
-        if not pending and self._unsettled.get(key) is pending:
-            del self._unsettled[key]
+    def _settle(self, key: str) -> None:
+        """One write of stream ``key`` is settled; wake a replay once none is left."""
+        left = self._in_flight[key] - 1
+        if left:
+            self._in_flight[key] = left
+            return
+        del self._in_flight[key]
+        if (drained := self._drained.pop(key, None)) is not None:
+            drained.set()
+
+    async def _writes_settled(self, key: str) -> None:
+        while key in self._in_flight:
+            drained = self._drained.get(key)
+            if drained is None:
+                drained = self._drained[key] = asyncio.Event()
+            await drained.wait()
 
     def _lose(self, request: StoreEvent, error: BaseException) -> None:
         if request.stream_id in self._broken:
@@ -288,9 +290,7 @@ class SessionEventStore(SdkEventStore):
 
     async def _read(self, key: str, after: str) -> list[StoredEvent] | None:
         """The stream's events after ``after``, once its writes are settled; ``None``: refuse."""
-        pending = self._unsettled.get(key)
-        if pending:
-            await asyncio.wait(set(pending))
+        await self._writes_settled(key)
         if key in self._broken:
             log.debug("session %s: stream %r lost an event; not resumable", self.session_id, key)
             return None
