@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from eventstore import DEFAULT_STREAM_ID, InvalidInputError, StoredEvent, StoreEvent
+from eventstore.events import make_event
 
 
 def test_to_dict_from_dict_round_trip() -> None:
@@ -44,3 +45,12 @@ def test_a_request_repr_never_shows_the_payload() -> None:
     shown = repr(StoreEvent("s", "st", "e1", {"token": "secret-value"}))
     assert "secret-value" not in shown
     assert "'s'" in shown and "'st'" in shown and "'e1'" in shown
+
+
+def test_make_event_builds_the_same_frozen_event() -> None:
+    made = make_event("e1", "st", {"x": 1}, 5, "s", 3)
+    assert made == StoredEvent("e1", "st", {"x": 1}, 5, "s", 3)
+    assert type(made) is StoredEvent
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.seq = 4  # type: ignore[misc]
+    assert made.to_dict()["seq"] == 3

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstore.codec import decode_data, encode_data
+from eventstore.codec import decode_data, encode_data, orjson_exact
 
 _scalars = (
     st.none()
@@ -61,3 +61,18 @@ def test_edge_values_decode_exactly(value: Any) -> None:
     text = encode_data(value)
     assert _same(decode_data(text), json.loads(text))
     assert decode_data(text) == value
+
+
+@pytest.mark.parametrize(
+    ("texts", "exact"),
+    [
+        (['{"a":1}', "[1,2,3]", '"x"'], True),
+        (['{"a":1}', "12345678901234567890"], False),
+        (['{"a":"1234567890123456789"}'], False),  # digits in a string: the safe side
+        (["123456789", "0123456789"], True),  # a run may not span two rows
+        (['"\ud800"'], False),
+        ([], True),
+    ],
+)
+def test_orjson_exact_spots_long_digit_runs(texts: list[str], exact: bool) -> None:
+    assert orjson_exact(texts) is exact
