@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, tuple_, update
+from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -69,11 +69,29 @@ _hd = event_streams.c
 _STREAM_COUNT = select(func.count()).where(_hd.session_id == bindparam("session_id"))
 # Statements of the write path are built once: building and cache-keying a fresh
 # statement for every append cost more than executing it.
+# One session at a time: SQLite scans the whole table for a row-value IN list, while
+# session_id = ? AND stream_id IN (...) is a seek on the replay index.
 _DELETE_STREAM_EVENTS = delete(events).where(
-    tuple_(_ev.session_id, _ev.stream_id).in_(bindparam("keys", expanding=True))
+    _ev.session_id == bindparam("session_id"),
+    _ev.stream_id.in_(bindparam("stream_ids", expanding=True)),
 )
 _DELETE_STREAM_HEADS = delete(event_streams).where(
-    tuple_(_hd.session_id, _hd.stream_id).in_(bindparam("keys", expanding=True))
+    _hd.session_id == bindparam("session_id"),
+    _hd.stream_id.in_(bindparam("stream_ids", expanding=True)),
+)
+_TRIM_STREAM = delete(events).where(
+    _ev.session_id == bindparam("trim_session"),
+    _ev.stream_id == bindparam("trim_stream"),
+    _ev.seq <= bindparam("floor"),
+)
+_MOVE_FIRST_SEQ = (
+    update(event_streams)
+    .where(
+        _hd.session_id == bindparam("trim_session"),
+        _hd.stream_id == bindparam("trim_stream"),
+        _hd.first_seq <= bindparam("floor"),
+    )
+    .values(first_seq=bindparam("floor") + 1)
 )
 _EXISTING_IN_SESSION = select(
     _ev.session_id, _ev.event_id, _ev.stream_id, _ev.seq, _ev.data, _ev.timestamp
@@ -278,12 +296,19 @@ class SqlEventStore(EventStore):
         Only locked streams are touched: a stream a concurrent writer creates meanwhile
         keeps its head and its events together.
         """
+        by_session: dict[str, list[str]] = {}
+        for session_id, stream_id in streams:
+            by_session.setdefault(session_id, []).append(stream_id)
         removed = 0
-        for start in range(0, len(streams), _LOOKUP_CHUNK):
-            keys = streams[start : start + _LOOKUP_CHUNK]
-            result = await conn.execute(_DELETE_STREAM_EVENTS, {"keys": keys})
-            removed += int(result.rowcount)
-            await conn.execute(_DELETE_STREAM_HEADS, {"keys": keys})
+        for session_id, stream_ids in by_session.items():
+            for start in range(0, len(stream_ids), _LOOKUP_CHUNK):
+                params = {
+                    "session_id": session_id,
+                    "stream_ids": stream_ids[start : start + _LOOKUP_CHUNK],
+                }
+                result = await conn.execute(_DELETE_STREAM_EVENTS, params)
+                removed += int(result.rowcount)
+                await conn.execute(_DELETE_STREAM_HEADS, params)
         return removed
 
     def _validate(
@@ -632,38 +657,36 @@ class SqlEventStore(EventStore):
         return True
 
     async def _trim(self, conn: AsyncConnection, scope: Any) -> None:
-        """Apply the current caps to existing streams (the trigger only sees inserts)."""
+        """Apply the current caps to existing streams (the trigger only sees inserts).
+
+        The streams over their cap are found on the head rows, then each is trimmed by a
+        range delete on the replay index (one statement, many parameter sets): never a
+        pass over the whole events table.
+        """
         store_cap = (
             select(settings.c.max_events_per_stream).where(settings.c.id == 1).scalar_subquery()
         )
         floor = _hd.last_seq - func.coalesce(_hd.max_events, store_cap)
-        over = (
-            select(_hd.session_id, _hd.stream_id, floor.label("floor"))
-            .where(scope, _hd.first_seq <= floor)
-            .subquery()
-        )
-        await conn.execute(
-            delete(events).where(
-                select(over.c.floor)
-                .where(
-                    over.c.session_id == _ev.session_id,
-                    over.c.stream_id == _ev.stream_id,
-                    _ev.seq <= over.c.floor,
-                )
-                .exists()
+        over = [
+            {"trim_session": session_id, "trim_stream": stream_id, "floor": stream_floor}
+            for session_id, stream_id, stream_floor in await conn.execute(
+                select(_hd.session_id, _hd.stream_id, floor).where(scope, _hd.first_seq <= floor)
             )
-        )
-        await conn.execute(
-            update(event_streams).where(scope, _hd.first_seq <= floor).values(first_seq=floor + 1)
-        )
+        ]
+        for start in range(0, len(over), _LOOKUP_CHUNK):
+            chunk = over[start : start + _LOOKUP_CHUNK]
+            await conn.execute(_TRIM_STREAM, chunk)
+            await conn.execute(_MOVE_FIRST_SEQ, chunk)
 
     async def prune_idle_sessions(self, idle_ms: int) -> int:
         self._check_open()
         horizon = now_ms() - check_idle_ms(idle_ms)
+        # Sessions with a stream idle past the horizon and none written since: two range
+        # seeks on the updated_at index, not a pass over every head.
         idle = (
             select(_hd.session_id)
-            .group_by(_hd.session_id)
-            .having(func.max(_hd.updated_at) < horizon)
+            .where(_hd.updated_at < horizon)
+            .except_(select(_hd.session_id).where(_hd.updated_at >= horizon))
         )
         pruned = 0
         try:

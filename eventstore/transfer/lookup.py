@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from eventstore.codec import encode_data
@@ -56,10 +56,18 @@ class TargetLookup:
             async with store.engine.connect() as conn:
                 await conn.execution_options(**_DIALECTS[conn.dialect.name].READ_OPTIONS)
                 for start in range(0, len(staged), LOOKUP_CHUNK):
-                    part = staged[start : start + LOOKUP_CHUNK]
-                    keys = [(e.session_id, e.event_id) for e in part]
+                    by_session: dict[str, list[str]] = {}
+                    for e in staged[start : start + LOOKUP_CHUNK]:
+                        by_session.setdefault(e.session_id, []).append(e.event_id)
+                    # An OR of (session = ? AND event_id IN (...)): index seeks on both
+                    # dialects, where SQLite scans the table for a row-value IN list.
                     query = select(_ev.session_id, _ev.event_id, _ev.stream_id, _ev.data).where(
-                        tuple_(_ev.session_id, _ev.event_id).in_(keys)
+                        or_(
+                            *(
+                                and_(_ev.session_id == session_id, _ev.event_id.in_(ids))
+                                for session_id, ids in by_session.items()
+                            )
+                        )
                     )
                     for row in await conn.execute(query):
                         found[(row.session_id, row.event_id)] = (row.stream_id, row.data)

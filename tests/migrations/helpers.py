@@ -14,10 +14,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import NullPool
 
+from eventstore.cli import main
 from eventstore.migrations import SCRIPT_LOCATION
 from eventstore.sql.engine import create_engine, normalize_url
 
@@ -276,3 +278,9 @@ class LegacyWriter:
     @property
     def max_stall(self) -> float:
         return max(self.latencies, default=0.0)
+
+
+def run_migrate(*args: str) -> tuple[int, str]:
+    """``eventstore migrate ARGS`` in this process: its exit code and output."""
+    result = CliRunner().invoke(main, ["migrate", *args])
+    return result.exit_code, result.output

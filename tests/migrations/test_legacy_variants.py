@@ -24,15 +24,11 @@ from tests.migrations.helpers import (
     events_rows,
     execute,
     query,
+    run_migrate,
     schema_objects,
 )
 
 ROWS = [("s1", "a", '{"n": 1}', 30), ("s1", "b", '"b"', 10), ("s2", "a", "[1]", 20)]
-
-
-def _migrate(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["migrate", *args])
-    return result.exit_code, result.output
 
 
 async def _stream(url: str, session_id: str, stream_id: str = DEFAULT_STREAM_ID) -> list[object]:
@@ -45,7 +41,7 @@ def test_a_legacy_table_without_the_session_index(sql_url: str) -> None:
     asyncio.run(create_unversioned_legacy(sql_url, ROWS, index=False))
     assert "ix_events_session_id" not in asyncio.run(schema_objects(sql_url))["indexes"]
 
-    code, output = _migrate("--url", sql_url)
+    code, output = run_migrate("--url", sql_url)
 
     assert code == 0, output
     assert asyncio.run(migrate.status(sql_url)).state is SchemaState.CURRENT
@@ -74,7 +70,7 @@ def test_fractional_timestamps_become_whole_milliseconds(
     ]
     asyncio.run(create_unversioned_legacy(sql_url, rows, timestamp_type=declared))
 
-    code, output = _migrate("--url", sql_url)
+    code, output = run_migrate("--url", sql_url)
 
     assert code == 0, output
     events = asyncio.run(_stream(sql_url, "s"))
@@ -112,7 +108,7 @@ def test_rows_whose_data_is_not_json_stop_the_upgrade_before_any_change(sql_url:
         for row_id, event_id in asyncio.run(query(sql_url, "SELECT id, event_id FROM events"))
     }
 
-    code, output = _migrate("--url", sql_url)
+    code, output = run_migrate("--url", sql_url)
 
     assert code == 1
     assert "Traceback" not in output
@@ -133,7 +129,7 @@ def test_rows_whose_data_is_not_json_stop_the_upgrade_before_any_change(sql_url:
     with pytest.raises(Exception, match="stream_id"):
         asyncio.run(query(sql_url, "SELECT stream_id FROM events"))
 
-    code, output = _migrate("--url", sql_url, "--invalid-data", "string")
+    code, output = run_migrate("--url", sql_url, "--invalid-data", "string")
 
     assert code == 0, output
     assert asyncio.run(_stream(sql_url, "s1")) == [
@@ -183,7 +179,7 @@ def test_migrated_sessions_are_not_idle_right_after_the_upgrade(sql_url: str) ->
     """Their events are old, but the upgrade is now: pruning counts from the upgrade."""
     asyncio.run(create_unversioned_legacy(sql_url, ROWS))  # timestamps from 1970
     before = time.time_ns() // 10**6
-    assert _migrate("--url", sql_url)[0] == 0
+    assert run_migrate("--url", sql_url)[0] == 0
 
     result = CliRunner().invoke(main, ["prune", "--idle", "1h", "--url", sql_url])
 
@@ -200,7 +196,7 @@ def test_migrated_sessions_are_not_idle_right_after_the_upgrade(sql_url: str) ->
 def test_migrate_with_a_default_stream_id(sql_url: str) -> None:
     asyncio.run(create_unversioned_legacy(sql_url, ROWS))
 
-    code, output = _migrate("--url", sql_url, "--default-stream-id", "stdio")
+    code, output = run_migrate("--url", sql_url, "--default-stream-id", "stdio")
 
     assert code == 0, output
     assert {row[2] for row in asyncio.run(events_rows(sql_url))} == {"stdio"}
@@ -236,7 +232,7 @@ def test_a_downgrade_folds_several_streams_back_into_their_sessions(sql_url: str
     upgraded = asyncio.run(events_rows(sql_url))
     assert len({(row[1], row[2]) for row in upgraded}) == 6
 
-    code, output = _migrate("--url", sql_url, "--downgrade", "0001")
+    code, output = run_migrate("--url", sql_url, "--downgrade", "0001")
 
     assert code == 0, output
     for revision in ("0005", "0004", "0003", "0002"):
@@ -251,7 +247,7 @@ def test_a_downgrade_folds_several_streams_back_into_their_sessions(sql_url: str
     assert len(event_ids) == len(set(event_ids)) == 3 + 10
 
     # Upgrading again puts them all in the session's one (default) stream, by time.
-    assert _migrate("--url", sql_url)[0] == 0
+    assert run_migrate("--url", sql_url)[0] == 0
     asyncio.run(assert_numbered_in_order(sql_url))
     s1 = asyncio.run(_stream(sql_url, "s1"))
     streams = ("1", "2", "_GET_stream")

@@ -29,6 +29,7 @@ from tests.migrations.helpers import (
     engine,
     execute,
     query,
+    run_migrate,
     wait_until,
 )
 from tests.pgcluster import find_bindir
@@ -36,14 +37,9 @@ from tests.pgcluster import find_bindir
 LEGACY_ROWS = [("s1", "a", "1", 10), ("s1", "b", "2", 5), ("s2", "a", "3", 7)]
 
 
-def _migrate(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["migrate", *args])
-    return result.exit_code, result.output
-
-
 def test_a_legacy_database_without_alembic_is_recognised_and_upgraded(sql_url: str) -> None:
     asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
-    code, output = _migrate("--url", sql_url)
+    code, output = run_migrate("--url", sql_url)
     assert code == 0, output
     assert "a legacy (pre-stream) events table of 3 rows" in output
     assert "will stamp 0001" in output
@@ -60,10 +56,10 @@ def test_a_legacy_database_without_alembic_is_recognised_and_upgraded(sql_url: s
 
 
 def test_an_empty_database_gets_everything_and_a_current_one_nothing(sql_url: str) -> None:
-    code, output = _migrate("--url", sql_url)
+    code, output = run_migrate("--url", sql_url)
     assert code == 0, output
     assert "no event store tables" in output and "applied 0005 " in output
-    code, output = _migrate("--url", sql_url)
+    code, output = run_migrate("--url", sql_url)
     assert code == 0, output
     assert "up to date (revision 0005)" in output
     assert "applied" not in output
@@ -73,7 +69,7 @@ def test_migrate_sql_prints_a_script_that_upgrades_a_legacy_database(
     sql_url: str, tmp_path: Path
 ) -> None:
     asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
-    code, script = _migrate("--url", sql_url, "--sql")
+    code, script = run_migrate("--url", sql_url, "--sql")
     assert code == 0, script
     assert "INSERT INTO eventstore_alembic_version (version_num) VALUES ('0001')" in script
     assert "ALTER TABLE events ADD COLUMN stream_id TEXT DEFAULT '_default' NOT NULL" in script
@@ -261,7 +257,7 @@ async def test_a_newer_or_foreign_schema_is_refused(sql_url: str) -> None:
 
 def test_migrate_refuses_unrecognised_tables(sql_url: str) -> None:
     asyncio.run(execute(sql_url, "CREATE TABLE events (id INTEGER PRIMARY KEY, body TEXT)"))
-    code, output = _migrate("--url", sql_url)
+    code, output = run_migrate("--url", sql_url)
     assert code == 1
     assert "does not recognise" in output
 
@@ -344,7 +340,7 @@ def test_bad_options_are_refused_before_anything_runs(sqlite_url: str) -> None:
         ("--invalid-data", "drop", "'drop' is not one of"),
         ("--batch-size", "0", "0 is not in the range"),
     ]:
-        code, output = _migrate("--url", sqlite_url, option, value)
+        code, output = run_migrate("--url", sqlite_url, option, value)
         assert code == 2, (option, value, output)
         assert message in output, output
         assert "Traceback" not in output
@@ -353,8 +349,8 @@ def test_bad_options_are_refused_before_anything_runs(sqlite_url: str) -> None:
 
 
 def test_lock_timeout_takes_the_duration_syntax_prune_takes(postgres_url: str) -> None:
-    code, script = _migrate("--url", postgres_url, "--sql", "--lock-timeout", "1h")
+    code, script = run_migrate("--url", postgres_url, "--sql", "--lock-timeout", "1h")
     assert code == 0, script
     assert "SET lock_timeout = '3600000ms';" in script
-    code, script = _migrate("--url", postgres_url, "--sql", "--lock-timeout", "1m30s")
+    code, script = run_migrate("--url", postgres_url, "--sql", "--lock-timeout", "1m30s")
     assert "SET lock_timeout = '90000ms';" in script

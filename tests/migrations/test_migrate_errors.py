@@ -34,16 +34,12 @@ from tests.migrations.helpers import (
     engine,
     execute,
     query,
+    run_migrate,
     seed_generated,
     wait_until,
 )
 
 LEGACY_ROWS = [("s1", "a", "1", 10), ("s1", "b", "2", 5), ("s2", "a", "3", 7)]
-
-
-def _migrate(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["migrate", *args])
-    return result.exit_code, result.output
 
 
 def _one_error_line(output: str) -> str:
@@ -94,7 +90,7 @@ def test_a_failing_revision_is_named(sql_url: str) -> None:
     asyncio.run(alembic(sql_url, "stamp", "0001"))
     asyncio.run(execute(sql_url, "CREATE TABLE event_streams (x INTEGER)"))
 
-    code, output = _migrate("--url", sql_url)
+    code, output = run_migrate("--url", sql_url)
 
     assert code == 1
     error = _one_error_line(output)
@@ -106,7 +102,7 @@ def test_a_failing_revision_is_named(sql_url: str) -> None:
     assert raised.value.revision is not None and raised.value.revision.id == "0002"
 
     asyncio.run(execute(sql_url, "DROP TABLE event_streams"))
-    code, output = _migrate("--url", sql_url)
+    code, output = run_migrate("--url", sql_url)
     assert code == 0, output
     asyncio.run(assert_numbered_in_order(sql_url))
 
@@ -154,7 +150,7 @@ def _wal_size(url: str) -> int:
 def test_sql_only_reads_a_sqlite_path_that_does_not_exist(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/not/there/events.sqlite3"
 
-    code, script = _migrate("--url", url, "--sql")
+    code, script = run_migrate("--url", url, "--sql")
 
     assert code == 0, script
     assert "CREATE TABLE events" in script
@@ -179,7 +175,7 @@ def test_sql_leaves_an_existing_legacy_file_byte_for_byte(tmp_path: Path) -> Non
     url = f"sqlite:///{path}"
     before = hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
 
-    code, script = _migrate("--url", url, "--sql")
+    code, script = run_migrate("--url", url, "--sql")
 
     assert code == 0, script
     assert "INSERT INTO eventstore_alembic_version (version_num) VALUES ('0001')" in script
@@ -189,7 +185,7 @@ def test_sql_leaves_an_existing_legacy_file_byte_for_byte(tmp_path: Path) -> Non
 
 def test_memory_has_nothing_to_migrate() -> None:
     for args in (["--url", "memory://"], ["--url", "memory://", "--sql"]):
-        code, output = _migrate(*args)
+        code, output = run_migrate(*args)
         assert code == 2
         assert "memory:// is an in-process store without a schema: there is nothing to migrate" in (
             output
@@ -271,18 +267,18 @@ def test_alembic_lock_timeout_takes_the_same_syntax() -> None:
 
 
 def test_downgrade_refuses_what_it_cannot_or_must_not_do(sqlite_url: str) -> None:
-    assert _migrate("--url", sqlite_url)[0] == 0
-    assert _migrate("--url", sqlite_url, "--downgrade", "0003")[0] == 0
+    assert run_migrate("--url", sqlite_url)[0] == 0
+    assert run_migrate("--url", sqlite_url, "--downgrade", "0003")[0] == 0
     for revision, message in (
         ("base", "downgrading to base drops the events table"),
         ("0009", "unknown revision '0009'; the history has 0001, 0002, 0003, 0004, 0005"),
         ("0004", "the database is at revision 0003; 0004 is not below it"),
     ):
-        code, output = _migrate("--url", sqlite_url, "--downgrade", revision)
+        code, output = run_migrate("--url", sqlite_url, "--downgrade", revision)
         assert code == 1, output
         assert message in _one_error_line(output)
-    code, output = _migrate("--url", sqlite_url, "--downgrade", "0003")
+    code, output = run_migrate("--url", sqlite_url, "--downgrade", "0003")
     assert code == 0 and "already at revision 0003: nothing to do" in output
-    code, output = _migrate("--url", sqlite_url, "--downgrade", "0001", "--sql")
+    code, output = run_migrate("--url", sqlite_url, "--downgrade", "0001", "--sql")
     assert code == 2 and "--downgrade takes only --url and --lock-timeout" in output
     assert asyncio.run(migrate.status(sqlite_url)).revision == "0003"
