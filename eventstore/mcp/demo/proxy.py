@@ -81,7 +81,9 @@ class CuttableProxy:
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
+    # Either side may be gone at any moment (the demo cuts connections, the server shuts
+    # down): a reset, a broken pipe or a shutdown() of a socket no longer connected.
+    with contextlib.suppress(OSError):
         while chunk := await source.read(_CHUNK):
             sink.write(chunk)
             await sink.drain()
