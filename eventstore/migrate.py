@@ -485,6 +485,20 @@ async def _cancellation_stays_cancellation() -> AsyncIterator[None]:
         raise
 
 
+@asynccontextmanager
+async def _migrating(
+    target: Target, say: Progress
+) -> AsyncIterator[tuple[AsyncConnection, SchemaStatus]]:
+    """A connection holding the migration lock, and the schema found once it was taken."""
+    async with (
+        _cancellation_stays_cancellation(),
+        _alembic_turn(),
+        _connect(target, discard=True) as connection,
+    ):
+        await _advisory_lock(connection, say)
+        yield connection, await _status(connection)
+
+
 async def upgrade(
     target: Target = None,
     *,
@@ -515,13 +529,7 @@ async def upgrade(
     """
     say = progress or (lambda _line: None)
     options = _options(default_stream_id, batch_size, lock_timeout, invalid_data)
-    async with (
-        _cancellation_stays_cancellation(),
-        _alembic_turn(),
-        _connect(target, discard=True) as connection,
-    ):
-        await _advisory_lock(connection, say)
-        found = await _status(connection)
+    async with _migrating(target, say) as (connection, found):
         _refuse(found)
         say(f"database: {found.describe()}")
         if found.state is SchemaState.CURRENT:
@@ -630,13 +638,7 @@ async def downgrade(
         ids = ", ".join(r.revision for r in reversed(list(_script().walk_revisions())))
         raise InvalidInputError(f"unknown revision {wanted!r}; the history has {ids}")
     options = _options(None, None, lock_timeout)
-    async with (
-        _cancellation_stays_cancellation(),
-        _alembic_turn(),
-        _connect(target, discard=True) as connection,
-    ):
-        await _advisory_lock(connection, say)
-        found = await _status(connection)
+    async with _migrating(target, say) as (connection, found):
         if found.state not in (SchemaState.CURRENT, SchemaState.BEHIND):
             raise SchemaError(f"cannot downgrade: the database {found.found()}")
         say(f"database: {found.describe()}")

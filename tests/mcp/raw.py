@@ -73,9 +73,18 @@ class RawSession:
         assert response.status_code == 202, response.text
 
     async def request(
-        self, request_id: int | str, method: str, params: dict[str, Any]
+        self,
+        request_id: int | str,
+        method: str,
+        params: dict[str, Any],
+        *,
+        stop_after: int | None = None,
     ) -> list[Event]:
-        """POST one request and read its SSE stream to the response; return every event."""
+        """POST one request and read its SSE stream to the response; return every event.
+
+        With ``stop_after``, the connection is closed after that many events instead
+        (leaving the block closes the half-read response: httpx drops the connection).
+        """
         body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         events: list[Event] = []
         async with aconnect_sse(
@@ -89,7 +98,7 @@ class RawSession:
             self.session_id = source.response.headers.get("mcp-session-id", self.session_id)
             async for sse in source.aiter_sse():
                 events.append(_event(sse))
-                if events[-1].is_response:
+                if len(events) == stop_after or events[-1].is_response:
                     break
         return events
 
@@ -103,22 +112,7 @@ class RawSession:
     ) -> list[Event]:
         """``tools/call`` with progress, closing the connection after ``events`` events."""
         params = {"name": name, "arguments": arguments, "_meta": {"progressToken": request_id}}
-        body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
-        received: list[Event] = []
-        async with aconnect_sse(
-            self.client,
-            "POST",
-            self.endpoint,
-            json=body,
-            headers=self.headers(**{"content-type": "application/json"}),
-        ) as source:
-            source.response.raise_for_status()
-            async for sse in source.aiter_sse():
-                received.append(_event(sse))
-                if len(received) == events or received[-1].is_response:
-                    break
-        # Leaving the block closes the half-read response: httpx drops the connection.
-        return received
+        return await self.request(request_id, "tools/call", params, stop_after=events)
 
     async def follow_to_priming(self, last_event_id: str) -> tuple[int, list[Event]]:
         """GET with ``Last-Event-ID``: the replayed events and the new priming event.

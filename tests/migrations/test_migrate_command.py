@@ -105,19 +105,27 @@ def _run_script(url: str, script: str, tmp_path: Path) -> None:
             conn.executescript(script)
 
 
+def _alembic_cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``alembic ARGS`` from the repository root, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_alembic_from_the_repository_root_prints_scripts(dialect: str) -> None:
     url = {
         "sqlite": "sqlite:///unused.sqlite3",
         "postgresql": "postgresql://user@host/db",
     }[dialect]
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"url={url}", "upgrade", "head", "--sql"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = _alembic_cli("-x", f"url={url}", "upgrade", "head", "--sql", check=True)
     script = result.stdout
     assert "CREATE TABLE events" in script
     assert re.search(r"CREATE TRIGGER (IF NOT EXISTS )?eventstore_trim_streams", script)
@@ -128,24 +136,12 @@ def test_alembic_from_the_repository_root_prints_scripts(dialect: str) -> None:
 def test_alembic_upgrade_head_recognises_a_legacy_database(sql_url: str) -> None:
     """No hand-stamping: the history's env.py stamps an unversioned legacy table 0001."""
     asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
-    current = subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"url={sql_url}", "current"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    current = _alembic_cli("-x", f"url={sql_url}", "current")
     assert current.returncode == 0, current.stderr
     # Looking is not upgrading: `alembic current` stamps nothing.
     assert asyncio.run(migrate.status(sql_url)).state is SchemaState.LEGACY
 
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"url={sql_url}", "upgrade", "head"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _alembic_cli("-x", f"url={sql_url}", "upgrade", "head")
 
     assert result.returncode == 0, result.stderr
     assert "stamping 0001" in result.stderr
@@ -156,21 +152,8 @@ def test_alembic_upgrade_head_recognises_a_legacy_database(sql_url: str) -> None
 
 def test_alembic_with_a_default_stream_id(sql_url: str) -> None:
     asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alembic",
-            "-x",
-            f"url={sql_url}",
-            "-x",
-            "default_stream_id=stdio",
-            "upgrade",
-            "head",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
+    _alembic_cli(
+        "-x", f"url={sql_url}", "-x", "default_stream_id=stdio", "upgrade", "head", check=True
     )
     streams = asyncio.run(query(sql_url, "SELECT DISTINCT stream_id FROM events"))
     assert streams == [("stdio",)]
@@ -178,13 +161,7 @@ def test_alembic_with_a_default_stream_id(sql_url: str) -> None:
 
 def test_alembic_refuses_unrecognised_tables_before_running(sql_url: str) -> None:
     asyncio.run(execute(sql_url, "CREATE TABLE events (id INTEGER PRIMARY KEY, body TEXT)"))
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"url={sql_url}", "upgrade", "head"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _alembic_cli("-x", f"url={sql_url}", "upgrade", "head")
     assert result.returncode != 0
     assert "cannot migrate: the database holds tables this version does not recognise" in (
         result.stderr
@@ -211,24 +188,14 @@ def test_alembic_from_the_repository_root_uses_the_default_database(tmp_path: Pa
     """No URL given: ``$EVENTSTORE_DATABASE_URL``, else the embedded file in the data dir."""
     environment = {k: v for k, v in os.environ.items() if k != "EVENTSTORE_DATABASE_URL"}
     environment["XDG_DATA_HOME"] = str(tmp_path / "data")
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT,
-        env=environment,
-        check=True,
-        capture_output=True,
-    )
+    _alembic_cli("upgrade", "head", env=environment, check=True)
     embedded = tmp_path / "data" / "mcp-eventstore" / "events.sqlite3"
     url = f"sqlite+aiosqlite:///{embedded}"
     assert asyncio.run(migrate.status(url)).state is SchemaState.CURRENT
 
     named = f"sqlite+aiosqlite:///{tmp_path}/named.sqlite3"
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "0002"],
-        cwd=ROOT,
-        env={**environment, "EVENTSTORE_DATABASE_URL": named},
-        check=True,
-        capture_output=True,
+    _alembic_cli(
+        "upgrade", "0002", env={**environment, "EVENTSTORE_DATABASE_URL": named}, check=True
     )
     assert asyncio.run(migrate.status(named)).revision == "0002"
 
