@@ -40,6 +40,12 @@ _canonical = json.JSONEncoder(
 )
 
 _LONG_DIGITS = re.compile("[0-9]{19}")
+# Types orjson would encode its own way; json refuses them or encodes them as it does.
+_ORJSON_PASSTHROUGH = (
+    orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 
 
 def check_id(kind: str, value: object) -> str:
@@ -48,6 +54,15 @@ def check_id(kind: str, value: object) -> str:
     An id is a non-empty ``str`` that is not only whitespace, at most
     :data:`MAX_ID_BYTES` bytes in UTF-8, without NUL and encodable as UTF-8.
     """
+    # The usual id, at a third of the cost: ASCII, so one byte a character.
+    if (
+        type(value) is str
+        and value.isascii()
+        and 0 < len(value) <= MAX_ID_BYTES
+        and "\x00" not in value
+        and not value.isspace()
+    ):
+        return value
     if not isinstance(value, str):
         raise InvalidInputError(f"{kind} must be a str, not {type(value).__name__}")
     if not value or value.isspace():
@@ -83,6 +98,21 @@ def encode_data(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> str:
 
 def encode_checked(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> tuple[str, Any]:
     """:func:`encode_data`, and the value a replay of that text gives back."""
+    # orjson first, at a quarter of json's cost on every write. Whatever it refuses (big
+    # integers, lone surrogates, non-str keys, subclasses, dataclasses, datetimes) or
+    # does not give back unchanged (NaN becomes null, a tuple a list, an enum its value)
+    # takes json's path below, which decides and words the error.
+    try:
+        encoded = orjson.dumps(data, option=_ORJSON_PASSTHROUGH)
+    except TypeError:  # orjson.JSONEncodeError included
+        pass
+    else:
+        if (
+            encoded.count(b"[") + encoded.count(b"{") <= MAX_NESTING
+            and len(encoded) <= max_bytes
+            and (replayed := orjson.loads(encoded)) == data
+        ):
+            return encoded.decode(), replayed
     try:
         text = _compact.encode(data)
     except (TypeError, ValueError) as exc:

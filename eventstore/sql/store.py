@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+import traceback
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -12,6 +14,7 @@ from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, up
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from eventstore.clock import now_ms
@@ -114,6 +117,54 @@ class _Pending:
     timestamp: int | None
 
 
+def _append_rows(
+    fresh: list[_Pending], now: int
+) -> tuple[list[tuple[tuple[str, str], int]], list[tuple[str, str, str, str, int, int]]]:
+    """The streams' new-event counts (sorted) and the rows, as ``append_events`` takes them.
+
+    Each row carries how many rows of its stream follow it in the batch: its seq is then
+    the stream's last_seq after the batch minus that. Sorted, so concurrent batches lock
+    head rows in the same order: no deadlocks.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for item in fresh:
+        stream = (item.session_id, item.stream_id)
+        counts[stream] = counts.get(stream, 0) + 1
+    left = dict(counts)
+    rows = []
+    for item in fresh:
+        stream = (item.session_id, item.stream_id)
+        left[stream] -= 1
+        rows.append(
+            (
+                item.session_id,
+                item.stream_id,
+                item.event_id,
+                item.text,
+                now if item.timestamp is None else item.timestamp,
+                left[stream],
+            )
+        )
+    return sorted(counts.items()), rows
+
+
+def _fill_appended(
+    fresh: list[_Pending],
+    rows: list[tuple[str, str, str, str, int, int]],
+    heads: dict[tuple[str, str], int],
+    results: list[ApplyResult],
+) -> None:
+    for item, (_, _, _, _, timestamp, later) in zip(fresh, rows, strict=True):
+        results[item.index] = make_event(
+            item.event_id,
+            item.stream_id,
+            item.data,
+            timestamp,
+            item.session_id,
+            heads[item.session_id, item.stream_id] - later,
+        )
+
+
 def _is_transient(exc: DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True
@@ -192,6 +243,7 @@ class SqlEventStore(EventStore):
         self.max_event_bytes = check_max_event_bytes(max_event_bytes)
         self._dialect = dialect
         self._reader = engine.execution_options(**dialect.READ_OPTIONS)
+        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._owns_engine = owns_engine
         self._closed = False
 
@@ -205,6 +257,8 @@ class SqlEventStore(EventStore):
         requests = check_requests(requests)
         for attempt in range(1, _INTEGRITY_RERUNS + 1):
             try:
+                if attempt == 1 and all(isinstance(request, StoreEvent) for request in requests):
+                    return await self._append(requests)
                 async with self.engine.begin() as conn:
                     return await self._apply_in(conn, requests, lookup=attempt > 1)
             except IntegrityError as exc:
@@ -218,10 +272,33 @@ class SqlEventStore(EventStore):
                     ) from exc
                 log.debug("concurrent write conflict, rerunning batch (attempt %d)", attempt)
             except DBAPIError as exc:
+                # A retrier keeps the error, and the error's frames would keep this
+                # attempt's encoded rows, until the cycle collector gets to them: during
+                # an outage, a batch's worth of garbage per retry.
+                traceback.clear_frames(exc.__traceback__)
                 raise database_error(exc) from exc
             except (OSError, PoolTimeoutError) as exc:
                 raise _unreachable(exc) from exc
         raise AssertionError("unreachable")
+
+    async def _append(self, requests: list[StoreEvent]) -> list[ApplyResult]:
+        """A batch of appends only -- every append and every worker batch, nearly: in one
+        transaction on the driver itself, with no duplicate lookup (see _store_run).
+
+        A batch that repeats an id goes the general way at once.
+        """
+        results: list[ApplyResult] = [None] * len(requests)
+        fresh = self._validate(list(enumerate(requests)), results)
+        if len({(item.session_id, item.event_id) for item in fresh}) < len(fresh):
+            async with self.engine.begin() as conn:
+                return await self._apply_in(conn, requests, lookup=False)
+        if fresh:
+            now = now_ms()
+            counts, rows = _append_rows(fresh, now)
+            async with self._driver(writing=True) as pooled:
+                heads = await self._dialect.append_in_transaction(pooled, counts, rows, now)
+            _fill_appended(fresh, rows, heads, results)
+        return results
 
     async def _apply_in(
         self, conn: AsyncConnection, requests: Sequence[WriteRequest], *, lookup: bool
@@ -391,41 +468,10 @@ class SqlEventStore(EventStore):
                 )
             else:
                 results[item.index] = DuplicateEventError(item.session_id, item.event_id)
-        if not fresh:
-            return
-        # Each row carries how many rows of its stream follow it in this batch: its seq
-        # is then the stream's last_seq after the batch minus that.
-        counts: dict[tuple[str, str], int] = {}
-        for item in fresh:
-            stream = (item.session_id, item.stream_id)
-            counts[stream] = counts.get(stream, 0) + 1
-        seen: dict[tuple[str, str], int] = {}
-        rows = []
-        for item in fresh:
-            stream = (item.session_id, item.stream_id)
-            seen[stream] = rank = seen.get(stream, 0) + 1
-            timestamp = now if item.timestamp is None else item.timestamp
-            rows.append(
-                (
-                    item.session_id,
-                    item.stream_id,
-                    item.event_id,
-                    item.text,
-                    timestamp,
-                    counts[stream] - rank,
-                )
-            )
-        # Sorted, so concurrent batches lock head rows in the same order: no deadlocks.
-        heads = await self._dialect.append_events(conn, sorted(counts.items()), rows, now)
-        for item, (_, _, _, _, timestamp, later) in zip(fresh, rows, strict=True):
-            results[item.index] = StoredEvent(
-                item.event_id,
-                item.stream_id,
-                item.data,
-                timestamp,
-                item.session_id,
-                heads[item.session_id, item.stream_id] - later,
-            )
+        if fresh:
+            counts, rows = _append_rows(fresh, now)
+            heads = await self._dialect.append_events(conn, counts, rows, now)
+            _fill_appended(fresh, rows, heads, results)
 
     async def _existing(
         self, conn: AsyncConnection, pending: list[_Pending]
@@ -528,25 +574,54 @@ class SqlEventStore(EventStore):
 
         It takes a pooled DBAPI connection rather than a SQLAlchemy ``Connection``: the
         read needs no transaction, and building and resetting a ``Connection`` cost twice
-        the pool's own checkout and checkin. The checkin runs where the pool may await (a
-        reset that has to roll back). Connections are never kept between reads: one held
-        back from the pool could starve writers of a small pool.
+        the pool's own checkout and checkin.
         """
         try:
-            pooled = await self.engine.raw_connection()
+            async with self._driver(writing=False) as pooled:
+                rows: list[Any] = await self._dialect.fetch(pooled, statement, params)
+                return rows
         except DBAPIError as exc:
             raise database_error(exc) from exc
         except (OSError, PoolTimeoutError) as exc:
             raise _unreachable(exc) from exc
+
+    @asynccontextmanager
+    async def _driver(self, *, writing: bool) -> AsyncIterator[PoolProxiedConnection]:
+        """A pooled DBAPI connection, for the paths that talk to the driver directly.
+
+        On a disconnect every connection the pool made before now is retired, as
+        SQLAlchemy does (the server went away, not just this one). A write cancelled
+        mid-statement retires its connection: what state its transaction is in is
+        unknown. The checkin runs where the pool may await (a reset that rolls back).
+        Connections are never kept between calls: one held back from the pool could
+        starve writers of a small pool.
+        """
         try:
-            rows: list[Any] = await self._dialect.fetch(pooled, statement, params)
-            return rows
+            pooled = await self.engine.raw_connection()
+        except self._dbapi_error as exc:
+            # Unlike a Connection, raw_connection() raises the driver's own error; the
+            # form SQLAlchemy gives it elsewhere, so callers handle one kind.
+            raise DBAPIError.instance(
+                None,
+                None,
+                exc,
+                self._dbapi_error,
+                connection_invalidated=self.engine.dialect.is_disconnect(
+                    exc,  # type: ignore[arg-type]  # the DBAPI's Error, typed as PEP 249's
+                    None,
+                    None,
+                ),
+            ) from exc
+        try:
+            yield pooled
         except DBAPIError as exc:
             if exc.connection_invalidated:
-                # What SQLAlchemy does on a disconnect: every connection the pool made
-                # before now is stale (the server went away), not just this one.
                 await greenlet_spawn(self.engine.sync_engine.pool._invalidate, pooled, exc)
-            raise database_error(exc) from exc
+            raise
+        except BaseException as exc:
+            if writing and not isinstance(exc, Exception):
+                await greenlet_spawn(pooled.invalidate, exc)
+            raise
         finally:
             await greenlet_spawn(pooled.close)
 

@@ -20,15 +20,19 @@ class BatchQueue(Generic[T]):
     :class:`~eventstore.errors.StoreClosedError` (also to producers that were still
     waiting for room: their item was never queued), while :meth:`take` keeps handing out
     what is left and returns an empty list once the queue is empty.
+
+    Waiting is on plain futures, as in :class:`asyncio.Queue`: a put into a queue with
+    room never yields, and every event of every producer passes through here.
     """
 
     def __init__(self, capacity: int) -> None:
         self._items: deque[T] = deque()
         self._capacity = capacity
         self._closed = False
-        lock = asyncio.Lock()
-        self._room = asyncio.Condition(lock)
-        self._ready = asyncio.Condition(lock)
+        # Producers waiting for room, and the consumer waiting for items (or a full batch).
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self._taker: asyncio.Future[None] | None = None
+        self._wanted = 1
         #: The most items the queue ever held at once.
         self.high_water = 0
         #: How many items were ever put; an item's number is this count right after it.
@@ -53,36 +57,62 @@ class BatchQueue(Generic[T]):
         Raises ``StoreClosedError`` once the queue is closed. Items leave through
         :meth:`take` in number order.
         """
-        async with self._room:
-            await self._room.wait_for(lambda: self._closed or len(self._items) < self._capacity)
-            if self._closed:
-                raise StoreClosedError("the persistence worker is closed")
-            self._items.append(item)
-            self.high_water = max(self.high_water, len(self._items))
-            self.enqueued += 1
-            self._ready.notify()
-            return self.enqueued
+        while len(self._items) >= self._capacity and not self._closed:
+            room = asyncio.get_running_loop().create_future()
+            self._putters.append(room)
+            try:
+                await room
+            except BaseException:
+                room.cancel()
+                if room in self._putters:
+                    self._putters.remove(room)
+                raise
+        if self._closed:
+            raise StoreClosedError("the persistence worker is closed")
+        items = self._items
+        items.append(item)
+        if len(items) > self.high_water:
+            self.high_water = len(items)
+        self.enqueued += 1
+        taker = self._taker
+        if taker is not None and len(items) >= self._wanted and not taker.done():
+            taker.set_result(None)
+        return self.enqueued
 
     async def take(self, max_items: int, max_delay: float) -> list[T]:
         """The oldest items, at most ``max_items``; ``[]`` only when closed and empty.
 
         Waits for a first item, then up to ``max_delay`` seconds for the batch to fill.
         """
-        async with self._ready:
-            await self._ready.wait_for(lambda: self._closed or bool(self._items))
-            if max_delay > 0 and len(self._items) < max_items and not self._closed:
-                try:
-                    await asyncio.wait_for(
-                        self._ready.wait_for(lambda: self._closed or len(self._items) >= max_items),
-                        max_delay,
-                    )
-                except asyncio.TimeoutError:
-                    pass
-            batch = [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
-            # notify_all, not notify(n): a producer cancelled right after being woken would
-            # swallow its wake-up and leave another producer asleep next to free room.
-            self._room.notify_all()
-            return batch
+        while not self._items and not self._closed:
+            await self._wait_for(1)
+        if max_delay > 0 and len(self._items) < max_items and not self._closed:
+            try:
+                await asyncio.wait_for(self._wait_for(max_items), max_delay)
+            except asyncio.TimeoutError:
+                pass
+        items = self._items
+        batch = [items.popleft() for _ in range(min(max_items, len(items)))]
+        # Every waiting producer: one cancelled after being woken would otherwise swallow
+        # its wake-up and leave another asleep next to free room.
+        self._wake_putters()
+        return batch
+
+    async def _wait_for(self, count: int) -> None:
+        """Until ``count`` items are queued (or the queue is closed)."""
+        while len(self._items) < count and not self._closed:
+            self._wanted = count
+            self._taker = asyncio.get_running_loop().create_future()
+            try:
+                await self._taker
+            finally:
+                self._taker = None
+
+    def _wake_putters(self) -> None:
+        putters, self._putters = self._putters, deque()
+        for room in putters:
+            if not room.done():
+                room.set_result(None)
 
     def drain_nowait(self) -> list[T]:
         """Remove and return everything queued, without waiting (for abandoning work)."""
@@ -92,7 +122,7 @@ class BatchQueue(Generic[T]):
 
     async def close(self) -> None:
         """Refuse further items and wake everyone waiting."""
-        async with self._room:
-            self._closed = True
-            self._room.notify_all()
-            self._ready.notify_all()
+        self._closed = True
+        self._wake_putters()
+        if self._taker is not None and not self._taker.done():
+            self._taker.set_result(None)

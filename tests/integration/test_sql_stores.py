@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from eventstore import EventStore, InvalidInputError, SqlEventStore, open_store
+from eventstore import (
+    ClearStream,
+    EventStore,
+    EventStoreError,
+    InvalidInputError,
+    SqlEventStore,
+    StoreEvent,
+    open_store,
+)
+from eventstore.sql.engine import create_engine
 from tests.contract import EventStoreContract
 
 
@@ -108,3 +120,70 @@ async def test_url_without_driver_gets_the_async_one(tmp_path: Any) -> None:
     async with open_store(f"sqlite:///{tmp_path}/plain.db") as store:
         assert isinstance(store, SqlEventStore)
         assert store.engine.dialect.driver == "aiosqlite"
+
+
+async def test_cancelled_appends_leave_no_connection_inside_a_transaction(sql_url: str) -> None:
+    # One pooled connection, so every append after a cancelled one reuses it: had a
+    # cancelled append left it inside a transaction, the last append would never commit
+    # and another store would not see it.
+    async with (
+        open_store(sql_url, pool_size=1, max_overflow=0) as store,
+        open_store(sql_url) as other,
+    ):
+        tried = []
+        for n, delay in enumerate([0.0, 0.0001, 0.0003, 0.0006, 0.001, 0.002, 0.004] * 4):
+            tried.append(f"c{n}")
+            append = asyncio.create_task(store.store_event("s", "a", f"c{n}", {"n": n}))
+            await asyncio.sleep(delay)
+            append.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await append
+        last = await store.store_event("s", "a", "last", {"n": -1})
+        seen = await other.get_stream_events("s", "a")
+    assert seen[-1] == last
+    assert [e.seq for e in seen] == list(range(1, len(seen) + 1))
+    assert {e.id for e in seen[:-1]} <= set(tried)
+
+
+async def test_cancelled_replays_leave_the_connection_usable(sql_url: str) -> None:
+    async with open_store(sql_url, pool_size=1, max_overflow=0) as store:
+        stored = [await store.store_event("s", "a", f"e{n}", {"n": n}) for n in range(200)]
+        for delay in [0.0, 0.0001, 0.0003, 0.0006, 0.001, 0.002] * 4:
+            replay = asyncio.create_task(store.get_events_after("s", "a", "e0"))
+            await asyncio.sleep(delay)
+            replay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                assert await replay == stored[1:]
+            assert await store.get_events_after("s", "a", "e197") == stored[198:]
+        last = await store.store_event("s", "a", "last", 1)
+        assert await store.get_events_after("s", "a", "e199") == [last]
+
+
+async def test_a_database_that_cannot_be_opened_is_a_store_error_on_every_path(
+    sql_url: str,
+) -> None:
+    # Reads and appends take their connections straight from the pool, which raises the
+    # driver's own error rather than SQLAlchemy's: it must still reach callers as ours.
+    url = make_url(sql_url)
+    if url.get_backend_name() == "sqlite":
+        url = url.set(database=str(Path(url.database or "").parent / "missing" / "x.db"))
+    else:
+        url = url.set(database="no_such_database")
+    store = SqlEventStore(create_engine(url), owns_engine=True)
+    calls = [
+        store.store_event("s", "a", "e1", 1),
+        store.apply([StoreEvent("s", "a", "e1", 1), ClearStream("s", "b")]),
+        store.get_events_after("s", "a", "e1"),
+        store.get_stream_events("s", "a"),
+        store.stream_count("s"),
+    ]
+    try:
+        for call in calls:
+            with pytest.raises(EventStoreError) as raised:
+                await call
+            assert "database" in str(raised.value)
+    finally:
+        await store.close()
+        # aiosqlite stops the thread of a failed connect without waiting for it; let it
+        # finish while this test's event loop still runs.
+        await asyncio.sleep(0.1)
