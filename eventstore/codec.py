@@ -104,15 +104,14 @@ def encode_checked(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> tuple
     # takes json's path below, which decides and words the error.
     try:
         encoded = orjson.dumps(data, option=_ORJSON_PASSTHROUGH)
-    except TypeError:  # orjson.JSONEncodeError included
-        pass
-    else:
         if (
             encoded.count(b"[") + encoded.count(b"{") <= MAX_NESTING
             and len(encoded) <= max_bytes
             and (replayed := orjson.loads(encoded)) == data
         ):
             return encoded.decode(), replayed
+    except Exception:  # an orjson.Fragment that is not JSON, an __eq__ that raises
+        pass
     try:
         text = _compact.encode(data)
     except (TypeError, ValueError) as exc:

@@ -7,10 +7,15 @@ backend, identically.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import enum
 import math
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 
 from eventstore import (
@@ -26,6 +31,25 @@ from eventstore import (
     UpdateLastEventId,
 )
 from eventstore.codec import MAX_NESTING
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+@dataclass
+class _Point:
+    x: int
+    y: int
+
+
+class _EqualsRaises:
+    """Encodable by neither JSON library; comparing it raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no comparing this")
+
+    __hash__ = object.__hash__
 
 
 class EventStoreContract:
@@ -260,8 +284,40 @@ class EventStoreContract:
 
     @pytest.mark.parametrize(
         "data",
-        [{1, 2}, object(), math.nan, math.inf, {"x": -math.inf}, b"bytes", {("tuple",): 1}],
-        ids=["set", "object", "nan", "inf", "nested-inf", "bytes", "tuple-key"],
+        [
+            {1, 2},
+            object(),
+            math.nan,
+            math.inf,
+            {"x": -math.inf},
+            b"bytes",
+            {("tuple",): 1},
+            (1, 2),
+            {1: "int key"},
+            [_Colour.RED],
+            _Point(1, 2),
+            datetime.datetime(2026, 12, 4, tzinfo=datetime.timezone.utc),
+            uuid.UUID(int=7),
+            orjson.Fragment(b'{"not": json'),
+            [_EqualsRaises()],
+        ],
+        ids=[
+            "set",
+            "object",
+            "nan",
+            "inf",
+            "nested-inf",
+            "bytes",
+            "tuple-key",
+            "tuple",
+            "int-key",
+            "enum",
+            "dataclass",
+            "datetime",
+            "uuid",
+            "orjson-fragment",
+            "eq-raises",
+        ],
     )
     async def test_non_json_data_is_rejected_before_any_write(
         self, store: EventStore, data: Any

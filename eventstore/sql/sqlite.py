@@ -300,7 +300,15 @@ def configure_engine(
             # On the driver: one thread hop, where exec_driver_sql takes three.
             driver = conn.connection.driver_connection
             assert driver is not None
-            _driver_call(driver.execute, BEGIN)
+            try:
+                _driver_call(driver.execute, BEGIN)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # Cancelled while waiting for the write lock: the BEGIN stays queued
+                    # on aiosqlite's thread and would open a transaction on a connection
+                    # already back in the pool. Discard the connection instead.
+                    conn.invalidate(exc)
+                raise
 
 
 def _driver_call(method: Any, statement: str) -> Any:

@@ -591,8 +591,8 @@ class SqlEventStore(EventStore):
 
         On a disconnect every connection the pool made before now is retired, as
         SQLAlchemy does (the server went away, not just this one). A write cancelled
-        mid-statement retires its connection: what state its transaction is in is
-        unknown. The checkin runs where the pool may await (a reset that rolls back).
+        mid-statement retires its connection at once: what state its transaction is
+        in is unknown. The checkin runs where the pool may await (a reset that rolls back).
         Connections are never kept between calls: one held back from the pool could
         starve writers of a small pool.
         """
@@ -620,7 +620,10 @@ class SqlEventStore(EventStore):
             raise
         except BaseException as exc:
             if writing and not isinstance(exc, Exception):
-                await greenlet_spawn(pooled.invalidate, exc)
+                # Called outside a greenlet, the pool closes the driver connection
+                # without waiting: a graceful close would queue behind the cancelled
+                # statement (on SQLite, a BEGIN waiting out busy_timeout).
+                pooled.invalidate(exc)
             raise
         finally:
             await greenlet_spawn(pooled.close)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from eventstore import (
     InvalidInputError,
     SqlEventStore,
     StoreEvent,
+    UpdateLastEventId,
     open_store,
 )
 from eventstore.sql.engine import create_engine
@@ -187,3 +190,43 @@ async def test_a_database_that_cannot_be_opened_is_a_store_error_on_every_path(
         # aiosqlite stops the thread of a failed connect without waiting for it; let it
         # finish while this test's event loop still runs.
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("kind", ["appends only", "mixed batch"])
+async def test_a_write_cancelled_waiting_for_the_sqlite_lock_leaves_nothing_behind(
+    sqlite_url: str, kind: str
+) -> None:
+    # The cancelled BEGIN IMMEDIATE stays queued on aiosqlite's thread; had its connection
+    # gone back to the pool, the BEGIN would open a transaction there and keep the write
+    # lock for good. Appends-only batches (the driver path) and others (SQLAlchemy's).
+    path = sqlite_url.split(":///", 1)[1]
+    async with open_store(
+        sqlite_url, pool_size=1, max_overflow=0, sqlite_busy_timeout_ms=4000
+    ) as store:
+        await store.store_event("s", "z", "z0", 0)
+        batch: list[Any] = [StoreEvent("s", "a", "e1", 1)]
+        if kind == "mixed batch":
+            batch.append(UpdateLastEventId("s", "z", "z0"))
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            write = asyncio.create_task(store.apply(batch))
+            await asyncio.sleep(0.3)
+            cancelled_at = time.monotonic()
+            write.cancel()
+            asyncio.get_running_loop().call_later(1.5, blocker.rollback)
+            with pytest.raises(asyncio.CancelledError):
+                await write
+            if kind == "appends only":
+                assert time.monotonic() - cancelled_at < 1.0, "the cancel waited on the lock"
+        finally:
+            await asyncio.sleep(2.0)  # the blocker lets go; the queued BEGIN runs
+            blocker.close()
+        probe = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")  # the write lock is free again
+            probe.rollback()
+        finally:
+            probe.close()
+        assert (await store.store_event("s", "a", "e2", 2)).seq == 1
+        assert [e.id for e in await store.get_stream_events("s", "a")] == ["e2"]
