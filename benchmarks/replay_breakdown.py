@@ -1,6 +1,7 @@
 """Where a replay's time goes: each step of ``get_events_after``, timed on its own.
 
-``python benchmarks/replay_breakdown.py`` stores 200 events in one stream (SQLite file,
+``python benchmarks/replay_breakdown.py`` (``taskset -c 0`` in front pins it to one core, where
+the steps add up) stores 200 events in one stream (SQLite file,
 then a throwaway PostgreSQL), and times, in alternating rounds of 50 calls (medians of
 30 rounds, microseconds per call):
 
