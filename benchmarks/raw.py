@@ -3,8 +3,7 @@
 The statements are the store's own (imported from :mod:`eventstore.sql.sqlite` and
 :mod:`eventstore.sql.postgresql`; :mod:`benchmarks.sqlcheck` confirms the store sends
 exactly these), in the same transaction shape (SQLite: WAL, ``synchronous=FULL``,
-``busy_timeout``, ``BEGIN IMMEDIATE`` for writes; PostgreSQL: the append statement alone,
-which is its own transaction),
+``busy_timeout``, ``BEGIN IMMEDIATE`` for writes; PostgreSQL: one transaction per write),
 on one connection held open, with JSON already encoded, and rows left undecoded. What is
 left between this and the store is the store's own work: argument checks, JSON encoding
 and decoding, SQLAlchemy and its pool, and building :class:`~eventstore.StoredEvent`
@@ -132,15 +131,15 @@ class RawPostgres:
     async def append(self, batch: Sequence[Event]) -> int:
         counts, now = _counts(batch), now_ms()
         columns = list(zip(*_rows(batch, counts, now), strict=True))
-        # One statement, its own transaction, as the store sends it.
-        await self.conn.fetch(
-            postgresql.APPEND,
-            now,
-            [session_id for (session_id, _), _ in counts],
-            [stream_id for (_, stream_id), _ in counts],
-            [count for _, count in counts],
-            *(list(column) for column in columns),
-        )
+        async with self.conn.transaction():
+            await self.conn.fetch(
+                postgresql.APPEND,
+                now,
+                [session_id for (session_id, _), _ in counts],
+                [stream_id for (_, stream_id), _ in counts],
+                [count for _, count in counts],
+                *(list(column) for column in columns),
+            )
         return len(batch)
 
     @staticmethod

@@ -193,11 +193,11 @@ async def _raw_postgres(url: str, rows: list[Any], per: int) -> float:
                 "(" + ", ".join(f"${6 * n + k}" for k in range(1, 7)) + ")"
                 for n in range(len(page))
             )
-            # One statement is one transaction: no BEGIN/COMMIT round trips, as the store.
-            await conn.execute(
-                _INSERT + values,  # only $n placeholders are spliced in
-                *(value for row in page for value in row),
-            )
+            async with conn.transaction():
+                await conn.execute(
+                    _INSERT + values,  # only $n placeholders are spliced in
+                    *(value for row in page for value in row),
+                )
         return len(rows) / (time.perf_counter() - started)
     finally:
         await conn.close()

@@ -194,28 +194,38 @@ async def append_in_transaction(
 ) -> dict[tuple[str, str], int]:
     """:func:`append_events` in a transaction of its own, on a pooled connection's asyncpg.
 
-    :data:`APPEND` alone, outside any explicit transaction: PostgreSQL runs a statement
-    as one transaction, trim trigger included, so the head upsert, the insert and the
-    trim commit or fail together -- in one round trip, where BEGIN, the statement and
-    COMMIT take three (and SQLAlchemy's transaction around them as much again). A failed
-    statement leaves nothing open. Raised as :func:`fetch` raises.
+    BEGIN, :data:`APPEND`, COMMIT, with asyncpg's own prepared statement: SQLAlchemy's
+    transaction and adapted cursor cost as much again as the three round trips. A
+    failure is rolled back and raised as :func:`fetch` raises it; one that could not be
+    rolled back says the connection is gone, so it never goes back to the pool inside
+    a transaction. (Plain BEGIN and COMMIT, not asyncpg's Transaction: a connection on
+    which one was left unfinished would make its next transaction a savepoint.)
     """
     driver = pooled.driver_connection
     assert driver is not None
-    if driver.is_in_transaction():
-        # Never expected: the append would run inside someone else's transaction and
-        # be lost with its rollback. Treated as a broken connection, replaced.
-        raise DBAPIError(
-            APPEND,
-            None,
-            RuntimeError("pooled connection is inside an open transaction"),
-            connection_invalidated=True,
-        )
     try:
+        await driver.execute("BEGIN")
         found = await driver.fetch(APPEND, *_append_params(counts, rows, now))
+        await driver.execute("COMMIT")
     except Exception as exc:
-        raise _driver_error(APPEND, None, exc) from exc
+        error = _driver_error(APPEND, None, exc)
+        if not await _rolled_back(driver):
+            error.connection_invalidated = True
+        raise error from exc
     return {(session_id, stream_id): last for session_id, stream_id, last in found}
+
+
+async def _rolled_back(driver: Any) -> bool:
+    """Roll back what a failed write left open; ``False`` if the connection is unusable."""
+    if driver.is_closed():
+        return False
+    if not driver.is_in_transaction():
+        return True
+    try:
+        await driver.execute("ROLLBACK")
+    except Exception:
+        return False
+    return True
 
 
 # Reads go to asyncpg itself (its own prepared-statement cache): SQLAlchemy's adapted
