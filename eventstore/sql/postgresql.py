@@ -11,6 +11,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 
+from eventstore.sql import AppendRows, StreamCounts
+
 __all__ = [
     "APPEND",
     "CREATE_TRIGGERS",
@@ -155,8 +157,8 @@ SELECT session_id, stream_id, last_seq FROM heads
 
 
 def _append_params(
-    counts: list[tuple[tuple[str, str], int]],
-    rows: list[tuple[str, str, str, str, int, int]],
+    counts: StreamCounts,
+    rows: AppendRows,
     now: int,
 ) -> list[Any]:
     columns = list(zip(*rows, strict=True))
@@ -171,16 +173,14 @@ def _append_params(
 
 async def append_events(
     conn: AsyncConnection,
-    counts: list[tuple[tuple[str, str], int]],
-    rows: list[tuple[str, str, str, str, int, int]],
+    counts: StreamCounts,
+    rows: AppendRows,
     now: int,
 ) -> dict[tuple[str, str], int]:
     """Reserve seqs and insert ``rows``; return each stream's ``last_seq`` afterwards.
 
-    ``counts`` holds each stream's number of new events, sorted; ``rows`` are
-    ``(session_id, stream_id, event_id, data, timestamp, later)``, where ``later`` counts
-    the rows of the same stream after this one. A row's seq is ``last_seq - later``.
-    Runs inside the transaction SQLAlchemy began on ``conn``.
+    In the transaction SQLAlchemy began on ``conn``. ``counts`` and ``rows`` are as
+    :data:`eventstore.sql.StreamCounts` and :data:`eventstore.sql.AppendRows` say.
     """
     result = await conn.exec_driver_sql(APPEND, tuple(_append_params(counts, rows, now)))
     return {(row.session_id, row.stream_id): row.last_seq for row in result}
@@ -188,8 +188,8 @@ async def append_events(
 
 async def append_in_transaction(
     pooled: PoolProxiedConnection,
-    counts: list[tuple[tuple[str, str], int]],
-    rows: list[tuple[str, str, str, str, int, int]],
+    counts: StreamCounts,
+    rows: AppendRows,
     now: int,
 ) -> dict[tuple[str, str], int]:
     """:func:`append_events` in a transaction of its own, on a pooled connection's asyncpg.

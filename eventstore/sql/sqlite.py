@@ -16,6 +16,7 @@ from sqlalchemy.pool import PoolProxiedConnection, PoolResetState
 from sqlalchemy.util import await_
 
 from eventstore.errors import InvalidInputError
+from eventstore.sql import AppendRows, StreamCounts
 
 __all__ = [
     "CREATE_TRIGGERS",
@@ -112,16 +113,14 @@ def reserve_seqs(streams: int) -> str:
 
 async def append_events(
     conn: AsyncConnection,
-    counts: list[tuple[tuple[str, str], int]],
-    rows: list[tuple[str, str, str, str, int, int]],
+    counts: StreamCounts,
+    rows: AppendRows,
     now: int,
 ) -> dict[tuple[str, str], int]:
     """Reserve seqs and insert ``rows``; return each stream's ``last_seq`` afterwards.
 
-    ``counts`` holds each stream's number of new events, sorted; ``rows`` are
-    ``(session_id, stream_id, event_id, data, timestamp, later)``, where ``later`` counts
-    the rows of the same stream after this one. A row's seq is ``last_seq - later``.
-    Runs inside the transaction SQLAlchemy began on ``conn``.
+    In the transaction SQLAlchemy began on ``conn``. ``counts`` and ``rows`` are as
+    :data:`eventstore.sql.StreamCounts` and :data:`eventstore.sql.AppendRows` say.
     """
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None
@@ -130,8 +129,8 @@ async def append_events(
 
 async def append_in_transaction(
     pooled: PoolProxiedConnection,
-    counts: list[tuple[tuple[str, str], int]],
-    rows: list[tuple[str, str, str, str, int, int]],
+    counts: StreamCounts,
+    rows: AppendRows,
     now: int,
 ) -> dict[tuple[str, str], int]:
     """:func:`append_events` in a transaction of its own, on a pooled connection's driver.
@@ -169,8 +168,8 @@ async def _rollback(driver: Any) -> None:
 
 async def _reserve_and_insert(
     driver: Any,
-    counts: list[tuple[tuple[str, str], int]],
-    rows: list[tuple[str, str, str, str, int, int]],
+    counts: StreamCounts,
+    rows: AppendRows,
     now: int,
 ) -> dict[tuple[str, str], int]:
     params: list[Any] = []

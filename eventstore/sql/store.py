@@ -50,7 +50,7 @@ from eventstore.requests import (
     UpdateLastEventId,
     WriteRequest,
 )
-from eventstore.sql import postgresql, sqlite
+from eventstore.sql import AppendRows, StreamCounts, postgresql, sqlite
 from eventstore.sql.schema import event_streams, events, settings
 from eventstore.store import ApplyResult, EventStore, StreamInfo
 
@@ -117,9 +117,7 @@ class _Pending:
     timestamp: int | None
 
 
-def _append_rows(
-    fresh: list[_Pending], now: int
-) -> tuple[list[tuple[tuple[str, str], int]], list[tuple[str, str, str, str, int, int]]]:
+def _append_rows(fresh: list[_Pending], now: int) -> tuple[StreamCounts, AppendRows]:
     """The streams' new-event counts (sorted) and the rows, as ``append_events`` takes them.
 
     Each row carries how many rows of its stream follow it in the batch: its seq is then
@@ -150,7 +148,7 @@ def _append_rows(
 
 def _fill_appended(
     fresh: list[_Pending],
-    rows: list[tuple[str, str, str, str, int, int]],
+    rows: AppendRows,
     heads: dict[tuple[str, str], int],
     results: list[ApplyResult],
 ) -> None:
@@ -349,9 +347,7 @@ class SqlEventStore(EventStore):
             return None
         raise InvalidInputError(f"not a write request: {request!r}")
 
-    async def _lock_heads(
-        self, conn: AsyncConnection, where: Any
-    ) -> list[tuple[tuple[str, str], int]]:
+    async def _lock_heads(self, conn: AsyncConnection, where: Any) -> StreamCounts:
         """Lock the head rows matching ``where``; return their keys and ``updated_at``.
 
         Rows are locked in the order appends lock them, so a clear never deadlocks with a
