@@ -218,6 +218,32 @@ class EventStoreContract:
         finally:
             await store.close()
 
+    async def test_an_id_trimmed_earlier_in_the_same_batch_is_free_again(self) -> None:
+        # As if the batch's requests were separate calls: "x" trims "old" from stream
+        # "a" (cap 1), so "old" may then be stored anew in another stream, and a retry
+        # of its content in "a" is a new event too, not the trimmed original.
+        store = await self.open_store(max_events_per_stream=1)
+        try:
+            await store.apply([StoreEvent("s", "a", "old", 0), StoreEvent("s", "a", "old2", 0)])
+            results = await store.apply(
+                [
+                    StoreEvent("s", "a", "x", 1),
+                    StoreEvent("s", "b", "old2", 2),
+                    StoreEvent("s", "a", "y", 3),
+                ]
+            )
+            assert [(r.stream_id, r.id, r.seq) for r in results] == [  # type: ignore[union-attr]
+                ("a", "x", 3),
+                ("b", "old2", 1),
+                ("a", "y", 4),
+            ]
+            again = await store.apply([StoreEvent("s", "a", "z", 4), StoreEvent("s", "a", "y", 3)])
+            assert [(r.id, r.seq) for r in again] == [("z", 5), ("y", 6)]  # type: ignore[union-attr]
+            assert [e.id for e in await store.get_stream_events("s", "a")] == ["y"]
+            assert [e.id for e in await store.get_stream_events("s", "b")] == ["old2"]
+        finally:
+            await store.close()
+
     async def test_lowering_the_cap_trims_at_once(self, store: EventStore) -> None:
         for i in range(10):
             await store.store_event("s", "a", f"a{i}", i)

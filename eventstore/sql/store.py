@@ -450,10 +450,22 @@ class SqlEventStore(EventStore):
         """Append StoreEvents with distinct ids: duplicate check, seqs, one INSERT."""
         existing = await self._existing(conn, segment) if lookup else {}
         fresh: list[_Pending] = []
-        for item in segment:
+        for position, item in enumerate(segment):
             if (row := existing.get((item.session_id, item.event_id))) is None:
                 fresh.append(item)
-            elif row.stream_id == item.stream_id and same_content(row.data, item.text):
+                continue
+            if any(
+                (earlier.session_id, earlier.stream_id) == (item.session_id, row.stream_id)
+                for earlier in fresh
+            ):
+                # Events of this batch ahead of it go to the stored row's stream and may
+                # trim that row under the cap, as they would if appended by an earlier
+                # call. PostgreSQL trims once per statement, after it: append them
+                # first, then judge this id against what is left.
+                await self._append_fresh(conn, fresh, results, now)
+                await self._store_segment(conn, segment[position:], results, now, True)
+                return
+            if row.stream_id == item.stream_id and same_content(row.data, item.text):
                 results[item.index] = StoredEvent(
                     id=item.event_id,
                     stream_id=item.stream_id,
@@ -464,6 +476,11 @@ class SqlEventStore(EventStore):
                 )
             else:
                 results[item.index] = DuplicateEventError(item.session_id, item.event_id)
+        await self._append_fresh(conn, fresh, results, now)
+
+    async def _append_fresh(
+        self, conn: AsyncConnection, fresh: list[_Pending], results: list[ApplyResult], now: int
+    ) -> None:
         if fresh:
             counts, rows = _append_rows(fresh, now)
             heads = await self._dialect.append_events(conn, counts, rows, now)
