@@ -7,6 +7,8 @@ names, so upgrading a pre-stream database only adds. Triggers live in the dialec
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -16,8 +18,11 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    and_,
+    or_,
     text,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from eventstore.events import DEFAULT_STREAM_ID
 
@@ -77,3 +82,17 @@ settings = Table(
         name="ck_eventstore_settings_max_events",
     ),
 )
+
+
+def event_ids_in_sessions(by_session: Mapping[str, Collection[str]]) -> ColumnElement[bool]:
+    """Events whose ``(session_id, event_id)`` is among ``by_session``'s, session by session.
+
+    An OR of ``session_id = ? AND event_id IN (...)``: index seeks on both dialects, where
+    SQLite scans the whole table for a row-value ``IN`` list.
+    """
+    return or_(
+        *(
+            and_(events.c.session_id == session_id, events.c.event_id.in_(event_ids))
+            for session_id, event_ids in by_session.items()
+        )
+    )

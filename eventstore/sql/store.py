@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, update
+from sqlalchemy import Row, and_, bindparam, delete, func, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -51,7 +51,7 @@ from eventstore.requests import (
     WriteRequest,
 )
 from eventstore.sql import AppendRows, StreamCounts, postgresql, sqlite
-from eventstore.sql.schema import event_streams, events, settings
+from eventstore.sql.schema import event_ids_in_sessions, event_streams, events, settings
 from eventstore.store import ApplyResult, EventStore, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,9 @@ class SqlEventStore(EventStore):
         for attempt in range(1, _INTEGRITY_RERUNS + 1):
             try:
                 if attempt == 1 and all(isinstance(request, StoreEvent) for request in requests):
-                    return await self._append(requests)
+                    appended = await self._append(requests)
+                    if appended is not None:
+                        return appended
                 async with self.engine.begin() as conn:
                     return await self._apply_in(conn, requests, lookup=attempt > 1)
             except IntegrityError as exc:
@@ -279,17 +281,16 @@ class SqlEventStore(EventStore):
                 raise _unreachable(exc) from exc
         raise AssertionError("unreachable")
 
-    async def _append(self, requests: list[StoreEvent]) -> list[ApplyResult]:
+    async def _append(self, requests: list[StoreEvent]) -> list[ApplyResult] | None:
         """A batch of appends only -- every append and every worker batch, nearly: in one
         transaction on the driver itself, with no duplicate lookup (see _store_run).
 
-        A batch that repeats an id goes the general way at once.
+        ``None`` for a batch that repeats an id: it goes the general way.
         """
         results: list[ApplyResult] = [None] * len(requests)
         fresh = self._validate(list(enumerate(requests)), results)
         if len({(item.session_id, item.event_id) for item in fresh}) < len(fresh):
-            async with self.engine.begin() as conn:
-                return await self._apply_in(conn, requests, lookup=False)
+            return None
         if fresh:
             now = now_ms()
             counts, rows = _append_rows(fresh, now)
@@ -347,7 +348,9 @@ class SqlEventStore(EventStore):
             return None
         raise InvalidInputError(f"not a write request: {request!r}")
 
-    async def _lock_heads(self, conn: AsyncConnection, where: Any) -> StreamCounts:
+    async def _lock_heads(
+        self, conn: AsyncConnection, where: Any
+    ) -> list[tuple[tuple[str, str], int]]:
         """Lock the head rows matching ``where``; return their keys and ``updated_at``.
 
         Rows are locked in the order appends lock them, so a clear never deadlocks with a
@@ -506,16 +509,10 @@ class SqlEventStore(EventStore):
                 for row in rows:
                     found[(row.session_id, row.event_id)] = row
                 continue
-            condition = or_(
-                *(
-                    and_(_ev.session_id == session_id, _ev.event_id.in_(ids))
-                    for session_id, ids in chunk.items()
-                )
-            )
             rows = await conn.execute(
                 select(
                     _ev.session_id, _ev.event_id, _ev.stream_id, _ev.seq, _ev.data, _ev.timestamp
-                ).where(condition)
+                ).where(event_ids_in_sessions(chunk))
             )
             for row in rows:
                 found[(row.session_id, row.event_id)] = row

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from eventstore.codec import encode_data
 from eventstore.errors import StoreUnavailableError
 from eventstore.sql import postgresql, sqlite
-from eventstore.sql.schema import events
+from eventstore.sql.schema import event_ids_in_sessions, events
 from eventstore.sql.store import SqlEventStore
 from eventstore.store import EventStore
 from eventstore.transfer.staging import StagedEvent
@@ -59,15 +59,8 @@ class TargetLookup:
                     by_session: dict[str, list[str]] = {}
                     for e in staged[start : start + LOOKUP_CHUNK]:
                         by_session.setdefault(e.session_id, []).append(e.event_id)
-                    # An OR of (session = ? AND event_id IN (...)): index seeks on both
-                    # dialects, where SQLite scans the table for a row-value IN list.
                     query = select(_ev.session_id, _ev.event_id, _ev.stream_id, _ev.data).where(
-                        or_(
-                            *(
-                                and_(_ev.session_id == session_id, _ev.event_id.in_(ids))
-                                for session_id, ids in by_session.items()
-                            )
-                        )
+                        event_ids_in_sessions(by_session)
                     )
                     for row in await conn.execute(query):
                         found[(row.session_id, row.event_id)] = (row.stream_id, row.data)
