@@ -219,8 +219,10 @@ def import_command(
                 rejects.close()
     except Interrupted:
         interrupted(
-            "every batch committed so far is kept; run the same command again to import "
-            "the rest (nothing is stored twice)"
+            "a dry run, so nothing was written"
+            if dry_run
+            else "every batch committed so far is kept; run the same command again to "
+            "import the rest (nothing is stored twice)"
         )
     except EventStoreError as exc:
         fail(str(exc))

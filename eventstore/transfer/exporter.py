@@ -11,7 +11,6 @@ number of events and concurrent writers are not blocked.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from types import ModuleType
 from typing import IO, Any
@@ -28,6 +27,7 @@ from eventstore.sql.store import SqlEventStore
 from eventstore.store import EventStore
 from eventstore.transfer.progress import NoProgress, ProgressSink
 from eventstore.transfer.records import dumps_line
+from eventstore.transfer.threads import in_thread
 
 #: Rows fetched from the database at a time.
 CHUNK = 5000
@@ -74,7 +74,7 @@ async def export_events(
             progress.start("exporting", await conn.scalar(count))
             result = await conn.stream(query.execution_options(yield_per=CHUNK))
             async for rows in result.partitions():
-                await asyncio.to_thread(_write, out, rows)
+                await in_thread(_write, out, rows)
                 written += len(rows)
                 progress.advance(len(rows))
     except DBAPIError as exc:

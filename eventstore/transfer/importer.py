@@ -37,6 +37,7 @@ from eventstore.transfer.progress import NoProgress, ProgressSink
 from eventstore.transfer.records import Reject, SourceEvent
 from eventstore.transfer.sources import Source
 from eventstore.transfer.staging import CapSummary, StagedEvent, Staging
+from eventstore.transfer.threads import in_thread
 from eventstore.worker import MAX_BATCH_LIMIT, PersistenceWorker
 
 #: Events per transaction, by default.
@@ -143,16 +144,16 @@ async def import_events(
                     reject(item)
                 else:
                     events.append(item)
-            await asyncio.to_thread(staging.add, events)
+            await in_thread(staging.add, events)
             report.read += len(events)
             progress.advance(len(chunk))
         progress.start("sorting and de-duplicating", None)
-        await asyncio.to_thread(staging.seal)
+        await in_thread(staging.seal)
         report.duplicates = staging.duplicates
         cap = await store.get_max_events_per_stream()
         if cap is not None:
-            report.cap = await asyncio.to_thread(staging.apply_cap, cap)
-        report.events, _, _ = await asyncio.to_thread(staging.counts)
+            report.cap = await in_thread(staging.apply_cap, cap)
+        report.events, _, _ = await in_thread(staging.counts)
         progress.start("checking against the target" if dry_run else "importing", report.events)
         await _write(staging, store, batch_size, report, progress)
         await _late_rejects(staging, source, reject, original=not dry_run)
@@ -212,7 +213,7 @@ async def _write(
             else:
                 what = "stream" if found[0] != event.stream_id else "data"
                 report.conflicts += 1
-                await asyncio.to_thread(
+                await in_thread(
                     staging.add_late_reject,
                     event,
                     f"event id {event.event_id!r} of session {event.session_id!r} is already "
@@ -222,7 +223,7 @@ async def _write(
         return new
 
     if report.dry_run:
-        while (staged := await asyncio.to_thread(next, batches, None)) is not None:
+        while (staged := await in_thread(next, batches, None)) is not None:
             new = await fresh(staged)
             for event in new:
                 report.new += 1
@@ -232,7 +233,7 @@ async def _write(
     # A queue of two batches keeps the worker busy while the next batch is fetched, and
     # bounds memory: submit() waits for room.
     async with PersistenceWorker(store, max_batch=batch_size, max_queue=2 * batch_size) as worker:
-        while (staged := await asyncio.to_thread(next, batches, None)) is not None:
+        while (staged := await in_thread(next, batches, None)) is not None:
             new = await fresh(staged)
             for event, request in zip(new, _requests(new), strict=True):
                 pending.append((event, await worker.submit(request)))
@@ -269,7 +270,7 @@ async def _late_rejects(
     """Report the rejects kept for the end, each with its input as it was (``original``;
     else as parsed)."""
     chunks = staging.late_rejects()
-    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+    while (chunk := await in_thread(next, chunks, None)) is not None:
         found: dict[int, str] = {}
         if original:
             async for pairs in source.originals(iter([r.position for r in chunk])):

@@ -15,7 +15,6 @@ positions back exactly as it was (for reject reports).
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import io
 import sys
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from eventstore.errors import InvalidInputError, StoreUnavailableError
 from eventstore.sql.engine import normalize_url
 from eventstore.transfer.records import Reject, SourceEvent, dumps_line, parse_line, parse_row
+from eventstore.transfer.threads import in_thread
 
 #: Source events handed on at a time.
 CHUNK = 5000
@@ -87,7 +87,7 @@ class DumpFile(Source):
     async def read(self, max_event_bytes: int) -> AsyncIterator[Chunk]:
         chunks = self._chunks(max_event_bytes)
         try:
-            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            while (chunk := await in_thread(next, chunks, None)) is not None:
                 yield chunk
         finally:
             chunks.close()
@@ -116,7 +116,7 @@ class DumpFile(Source):
             return
         chunks = self._original_lines(positions)
         try:
-            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            while (chunk := await in_thread(next, chunks, None)) is not None:
                 yield chunk
         finally:
             chunks.close()
@@ -209,7 +209,7 @@ class EventsTable(Source):
                 query = select(events).order_by(events.c.id).execution_options(yield_per=CHUNK)
                 result = await conn.stream(query)
                 async for rows in result.partitions():
-                    yield await asyncio.to_thread(
+                    yield await in_thread(
                         _parse_rows, [row._asdict() for row in rows], max_event_bytes
                     )
         except DBAPIError as exc:
