@@ -66,6 +66,10 @@ def create_engine(
         # Unless the caller chose a reset, only a transaction left open is rolled back.
         explicit_reset = "pool_reset_on_return" in engine_options
         engine_options.setdefault("pool_reset_on_return", None)
+        engine_options["connect_args"] = {
+            "async_creator_fn": sqlite.connect_driver,
+            **engine_options.get("connect_args", {}),
+        }
         engine = _create(parsed, engine_options)
         sqlite.configure_engine(
             engine,

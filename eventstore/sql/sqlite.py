@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+from collections.abc import Awaitable
 from functools import lru_cache
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as upsert
 from sqlalchemy.engine import Connection
@@ -33,6 +36,7 @@ __all__ = [
     "append_in_transaction",
     "check_synchronous",
     "configure_engine",
+    "connect_driver",
     "fetch",
     "is_unique_violation",
     "replay_params",
@@ -40,6 +44,30 @@ __all__ = [
     "stream_params",
     "upsert",
 ]
+
+
+def connect_driver(*args: Any, **kwargs: Any) -> Awaitable[aiosqlite.Connection]:
+    """``aiosqlite.connect`` as SQLAlchemy's dialect calls it (its ``async_creator_fn``).
+
+    Unlike aiosqlite, a connect that fails (a directory, a read-only file system) returns
+    only once aiosqlite's thread has ended. That thread's last act is a call into the
+    event loop; a command that reports the error and exits at once would otherwise close
+    the loop first, and the thread prints a ``RuntimeError`` traceback after the
+    command's one-line error.
+    """
+    connection = aiosqlite.connect(*args, **kwargs)
+    # As SQLAlchemy does for its own connects: a stuck thread never holds up exit.
+    connection._thread.daemon = True
+    return _connected(connection)
+
+
+async def _connected(connection: aiosqlite.Connection) -> aiosqlite.Connection:
+    try:
+        return await connection
+    except BaseException:
+        await asyncio.to_thread(connection._thread.join, 1.0)
+        raise
+
 
 #: Marks the read-only engine: its connections run each SELECT in autocommit mode.
 READ_OPTIONS: dict[str, Any] = {"eventstore_read": True}

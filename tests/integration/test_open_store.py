@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,14 @@ async def test_a_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) 
     with pytest.raises(InvalidInputError, match="cannot create the directory"):
         await open_store(f"sqlite:///{blocker}/sub/events.db")
     assert blocker.read_text() == "not a directory"
+
+
+async def test_a_path_sqlite_cannot_open_leaves_no_driver_thread_behind(tmp_path: Path) -> None:
+    # aiosqlite's thread ends with a call into the event loop: left running, it prints a
+    # traceback once a command that reported this error has closed its loop.
+    with pytest.raises(EventStoreError, match="unable to open database file"):
+        await open_store(f"sqlite:///{tmp_path}")  # a directory
+    assert not [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
 
 
 async def test_a_file_that_is_not_a_database_is_not_called_transient(tmp_path: Path) -> None:

@@ -187,9 +187,6 @@ async def test_a_database_that_cannot_be_opened_is_a_store_error_on_every_path(
             assert "database" in str(raised.value)
     finally:
         await store.close()
-        # aiosqlite stops the thread of a failed connect without waiting for it; let it
-        # finish while this test's event loop still runs.
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize("kind", ["appends only", "mixed batch"])
