@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as upsert
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
@@ -285,8 +286,16 @@ def _connection_lost(error: Exception) -> bool:
     import asyncpg
 
     state = str(getattr(error, "sqlstate", "") or "")
+    # InternalClientError: the protocol is in a state asyncpg did not expect (one left by
+    # a server that went away mid-reply); nothing more can run on this connection.
+    lost_kinds = (
+        OSError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        asyncpg.PostgresConnectionError,
+    )
     return (
-        isinstance(error, (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError))
+        isinstance(error, lost_kinds)
         or state in _LOST_STATES
         or state.startswith("08")
     )
@@ -299,7 +308,13 @@ _IDLE_SINCE = "eventstore_idle_since"
 
 
 def configure_engine(engine: AsyncEngine, *, ping_idle_after: float | None) -> None:
-    """Ping a pooled connection before use only if it sat idle ``ping_idle_after`` seconds.
+    """Recognise every lost connection; ping one before use only if it sat idle.
+
+    An asyncpg connection whose server went away mid-reply can stay open but stuck
+    ("cannot switch to state 12; another operation (2) is in progress"). SQLAlchemy only
+    calls a *closed* connection a disconnect, so it would go back to the pool and fail
+    every later use with an error that does not say retrying is safe. Here it is a
+    disconnect: discarded, and the caller gets ``StoreUnavailableError``.
 
     SQLAlchemy's ``pool_pre_ping`` pings on every checkout, and its asyncpg ping is three
     round trips (BEGIN, an empty query, ROLLBACK): as many as the whole write
@@ -307,12 +322,19 @@ def configure_engine(engine: AsyncEngine, *, ping_idle_after: float | None) -> N
     unless the server went away in between; then the statement fails as a disconnect,
     SQLAlchemy discards the pool's connections, and the caller gets
     ``StoreUnavailableError`` with nothing written (the worker retries it). Connections
-    left idle -- where servers, proxies and firewalls drop them -- are still pinged, and
-    a dead one is replaced before use. ``None`` installs nothing.
+    left idle ``ping_idle_after`` seconds -- where servers, proxies and firewalls drop
+    them -- are still pinged, and one the ping fails on is replaced before use. ``None``
+    installs no ping.
     """
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if not context.is_disconnect and _stuck(context.original_exception):
+            context.is_disconnect = True
+
     if ping_idle_after is None:
         return
-    sync_engine = engine.sync_engine
     dialect = sync_engine.dialect
 
     @event.listens_for(sync_engine, "checkin")
@@ -327,10 +349,20 @@ def configure_engine(engine: AsyncEngine, *, ping_idle_after: float | None) -> N
         try:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as exc:
-            if dialect.is_disconnect(exc, dbapi_connection, None):
+            if dialect.is_disconnect(exc, dbapi_connection, None) or _stuck(exc):
                 # The pool discards this connection and checks out another.
                 raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
             raise
+
+
+def _stuck(error: BaseException) -> bool:
+    """Whether ``error`` (asyncpg's, or SQLAlchemy's adapter of it) says the connection
+    is closed or stuck in an operation that will never finish."""
+    message = str(error)
+    # asyncpg: "cannot switch to state 12; another operation (2) is in progress"
+    return ("another operation" in message and "in progress" in message) or (
+        "connection is closed" in message
+    )
 
 
 def is_unique_violation(error: DBAPIError) -> bool:

@@ -122,6 +122,41 @@ async def _crash_scenario(cluster: PostgresCluster, kills: int, per_task: int) -
         await assert_consistent(store, "s", acked)
 
 
+async def _read_until(store: EventStore, stop: asyncio.Event, errors: list[BaseException]) -> None:
+    while not stop.is_set():
+        try:
+            await store.get_stream_events("s", "st0", limit=10)
+        except EventStoreError as exc:  # anything but StoreUnavailableError fails below
+            errors.append(exc)
+            await asyncio.sleep(0.01)
+
+
+async def test_fast_restarts_under_readers_and_writers(crash_cluster: PostgresCluster) -> None:
+    # A fast shutdown ends sessions mid-reply; asyncpg can keep such a connection open but
+    # stuck ("another operation is in progress"). Readers must see that as retryable too.
+    url = await asyncio.to_thread(crash_cluster.create_database)
+    acked: dict[str, int] = {}
+    errors: list[BaseException] = []
+    async with open_store(url) as store:
+        deadline = asyncio.get_running_loop().time() + 120
+        writers = [
+            asyncio.create_task(_write_until_done(store, task, 400, acked, errors, deadline))
+            for task in range(12)
+        ]
+        stop = asyncio.Event()
+        readers = [asyncio.create_task(_read_until(store, stop, errors)) for _ in range(3)]
+        for _ in range(3):
+            await asyncio.sleep(0.7)
+            await asyncio.to_thread(crash_cluster.stop, "fast")
+            await asyncio.to_thread(crash_cluster.start)
+        await asyncio.gather(*writers)
+        stop.set()
+        await asyncio.gather(*readers)
+        assert errors, "no call saw the restarts"
+        assert_clear(errors)
+        await assert_consistent(store, "s", acked)
+
+
 async def test_postgresql_killed_and_restarted_mid_write(crash_cluster: PostgresCluster) -> None:
     await _crash_scenario(crash_cluster, kills=1, per_task=60)
 
