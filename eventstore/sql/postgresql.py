@@ -294,11 +294,7 @@ def _connection_lost(error: Exception) -> bool:
         asyncpg.InternalClientError,
         asyncpg.PostgresConnectionError,
     )
-    return (
-        isinstance(error, lost_kinds)
-        or state in _LOST_STATES
-        or state.startswith("08")
-    )
+    return isinstance(error, lost_kinds) or state in _LOST_STATES or state.startswith("08")
 
 
 #: A pooled connection that sat unused for longer than this is pinged before it is used.

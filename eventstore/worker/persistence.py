@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,16 +112,19 @@ class PersistenceWorker:
         retry_initial: float = 0.05,
         retry_max: float = 2.0,
     ) -> None:
+        if not isinstance(store, EventStore):
+            raise InvalidInputError(f"store must be an EventStore, not {type(store).__name__}")
         _check_count("max_queue", max_queue, None)
         _check_count("max_batch", max_batch, MAX_BATCH_LIMIT)
-        for name, value in (
-            ("max_delay", max_delay),
-            ("retry_timeout", retry_timeout),
-            ("retry_initial", retry_initial),
-            ("retry_max", retry_max),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InvalidInputError(f"{name} must be a non-negative number, not {value!r}")
+        _check_seconds("max_delay", max_delay)
+        _check_seconds("retry_timeout", retry_timeout)
+        # A zero first wait would double to zero: retries with no pause at all.
+        _check_seconds("retry_initial", retry_initial, positive=True)
+        _check_seconds("retry_max", retry_max)
+        if retry_max < retry_initial:
+            raise InvalidInputError(
+                f"retry_max ({retry_max}) must be at least retry_initial ({retry_initial})"
+            )
         self.store = store
         self.max_batch = max_batch
         self.max_delay = float(max_delay)
@@ -350,6 +354,18 @@ class PersistenceWorker:
         if left:
             log.error("persistence worker stopped with %d request(s) unconfirmed", len(left))
         self._mark_settled(left)
+
+
+def _check_seconds(name: str, value: object, *, positive: bool = False) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        kind = "a positive" if positive else "a non-negative"
+        raise InvalidInputError(f"{name} must be {kind} finite number of seconds, not {value!r}")
 
 
 def _check_count(name: str, value: object, upper: int | None) -> None:

@@ -143,11 +143,24 @@ async def test_malformed_requests_are_refused_before_queueing(request_: Any) -> 
         {"max_delay": -1},
         {"retry_timeout": "soon"},
         {"max_queue": True},
+        # A batch that never stops waiting to fill, or a comparison that is always false.
+        {"max_delay": float("inf")},
+        {"max_delay": float("nan")},
+        {"retry_timeout": float("inf")},
+        # Backoff that never waits, or whose ceiling is below its floor.
+        {"retry_initial": 0},
+        {"retry_initial": 1.0, "retry_max": 0.5},
     ],
 )
 async def test_bad_options_are_clear_errors(options: dict[str, Any]) -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match=next(iter(options))):
         PersistenceWorker(await open_store("memory://"), **options)
+
+
+@pytest.mark.parametrize("store", ["memory://", None, object()])
+def test_the_store_must_be_an_event_store(store: object) -> None:
+    with pytest.raises(InvalidInputError, match="store must be an EventStore"):
+        PersistenceWorker(store)  # type: ignore[arg-type]
 
 
 async def test_requests_after_close_are_refused() -> None:
