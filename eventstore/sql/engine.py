@@ -40,49 +40,75 @@ def normalize_url(url: str | URL) -> URL:
 def create_engine(
     url: str | URL,
     *,
-    sqlite_busy_timeout_ms: int = 10_000,
-    sqlite_synchronous: str = "FULL",
+    sqlite_busy_timeout_ms: int | None = None,
+    sqlite_synchronous: str | None = None,
     **engine_options: Any,
 ) -> AsyncEngine:
     """An async engine configured the way :class:`SqlEventStore` needs it.
 
+    ``sqlite_busy_timeout_ms`` (default 10,000) and ``sqlite_synchronous`` (default
+    ``"FULL"``) apply to SQLite only; given for another database they raise
+    :class:`~eventstore.errors.InvalidInputError`, as a misplaced setting should.
     ``engine_options`` go to :func:`sqlalchemy.ext.asyncio.create_async_engine`
     (``pool_size``, ``max_overflow``, ``pool_timeout``, ``connect_args``, ...); one it
     does not know raises :class:`~eventstore.errors.InvalidInputError`.
     """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
-        _check_sqlite_database(parsed)
-        if (
-            isinstance(sqlite_busy_timeout_ms, bool)
-            or not isinstance(sqlite_busy_timeout_ms, int)
-            or not 0 <= sqlite_busy_timeout_ms <= 2**31 - 1
-        ):
-            raise InvalidInputError(
-                f"sqlite_busy_timeout_ms must be an int from 0 to 2**31-1, "
-                f"not {sqlite_busy_timeout_ms!r}"
-            )
-        mode = sqlite.check_synchronous(sqlite_synchronous)
-        # Unless the caller chose a reset, only a transaction left open is rolled back.
-        explicit_reset = "pool_reset_on_return" in engine_options
-        engine_options.setdefault("pool_reset_on_return", None)
-        engine_options["connect_args"] = {
-            "async_creator_fn": sqlite.connect_driver,
-            **engine_options.get("connect_args", {}),
-        }
-        engine = _create(parsed, engine_options)
-        sqlite.configure_engine(
-            engine,
-            busy_timeout_ms=sqlite_busy_timeout_ms,
-            synchronous=mode,
-            reset_open_transactions=not explicit_reset,
+        return _sqlite_engine(
+            parsed,
+            10_000 if sqlite_busy_timeout_ms is None else sqlite_busy_timeout_ms,
+            "FULL" if sqlite_synchronous is None else sqlite_synchronous,
+            engine_options,
         )
-        return engine
+    misplaced = [
+        name
+        for name, value in (
+            ("sqlite_busy_timeout_ms", sqlite_busy_timeout_ms),
+            ("sqlite_synchronous", sqlite_synchronous),
+        )
+        if value is not None
+    ]
+    if misplaced:
+        raise InvalidInputError(
+            f"{' and '.join(misplaced)} only apply to SQLite, not to a "
+            f"{parsed.get_backend_name()} database"
+        )
     # Unless the caller chose pool_pre_ping, only connections left idle are pinged.
     explicit_pre_ping = "pool_pre_ping" in engine_options
     engine = _create(parsed, engine_options)
     postgresql.configure_engine(
         engine, ping_idle_after=None if explicit_pre_ping else postgresql.PING_IDLE_SECONDS
+    )
+    return engine
+
+
+def _sqlite_engine(
+    url: URL, busy_timeout_ms: object, synchronous: object, engine_options: dict[str, Any]
+) -> AsyncEngine:
+    _check_sqlite_database(url)
+    if (
+        isinstance(busy_timeout_ms, bool)
+        or not isinstance(busy_timeout_ms, int)
+        or not 0 <= busy_timeout_ms <= 2**31 - 1
+    ):
+        raise InvalidInputError(
+            f"sqlite_busy_timeout_ms must be an int from 0 to 2**31-1, not {busy_timeout_ms!r}"
+        )
+    mode = sqlite.check_synchronous(synchronous)
+    # Unless the caller chose a reset, only a transaction left open is rolled back.
+    explicit_reset = "pool_reset_on_return" in engine_options
+    engine_options.setdefault("pool_reset_on_return", None)
+    engine_options["connect_args"] = {
+        "async_creator_fn": sqlite.connect_driver,
+        **engine_options.get("connect_args", {}),
+    }
+    engine = _create(url, engine_options)
+    sqlite.configure_engine(
+        engine,
+        busy_timeout_ms=busy_timeout_ms,
+        synchronous=mode,
+        reset_open_transactions=not explicit_reset,
     )
     return engine
 

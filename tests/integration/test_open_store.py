@@ -53,6 +53,19 @@ async def test_an_unknown_postgresql_option_is_refused(postgres_url: str) -> Non
         await open_store(postgres_url, pool_sise=3)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"sqlite_synchronous": "FULL"}, {"sqlite_busy_timeout_ms": 5}],
+    ids=["synchronous", "busy timeout"],
+)
+async def test_sqlite_options_for_postgresql_are_refused(
+    postgres_url: str, options: dict[str, Any]
+) -> None:
+    # Silently ignored, a setting the caller relies on would not be in force.
+    with pytest.raises(InvalidInputError, match=f"{next(iter(options))} only apply to SQLite"):
+        await open_store(postgres_url, **options)
+
+
 async def test_a_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

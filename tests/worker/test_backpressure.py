@@ -16,7 +16,8 @@ _STALL = {"sqlite": None, "postgresql": "LOCK TABLE event_streams IN EXCLUSIVE M
 
 
 async def test_stalled_database_bounds_queue_and_memory(sql_url: str) -> None:
-    async with open_store(sql_url, sqlite_busy_timeout_ms=100) as store:
+    sqlite_options = {"sqlite_busy_timeout_ms": 100} if sql_url.startswith("sqlite") else {}
+    async with open_store(sql_url, **sqlite_options) as store:
         assert isinstance(store, SqlEventStore)
         worker = PersistenceWorker(store, max_queue=MAX_QUEUE, max_batch=100, retry_max=0.2)
         stop = asyncio.Event()
