@@ -417,9 +417,9 @@ def export_command(url: str | None, session_ids: tuple[str, ...], output: Path |
     except EventStoreError as exc:
         fail(str(exc))
     except BrokenPipeError:
-        # The reader stopped early (`| head`): not an error worth a traceback.
+        # The reader stopped early (`| head`): one line, not a traceback.
         sys.stdout = open(os.devnull, "w")
-        sys.exit(1)
+        fail(f"{shown} was closed before the export finished (broken pipe)")
     except OSError as exc:
         fail(f"cannot write {shown}: {exc.strerror or exc}")
     click.echo(f"exported {count:,} events", err=True)

@@ -29,6 +29,7 @@ __all__ = [
     "append_events",
     "append_in_transaction",
     "configure_engine",
+    "driver_errors",
     "fetch",
     "is_unique_violation",
     "replay_params",
@@ -271,6 +272,14 @@ async def fetch(pooled: PoolProxiedConnection, statement: str, params: list[Any]
         return list(await driver.fetch(statement, *params))
     except Exception as exc:
         raise _driver_error(statement, params, exc) from exc
+
+
+def driver_errors() -> tuple[type[Exception], ...]:
+    """asyncpg's own exceptions, for where SQLAlchemy lets them through unwrapped (the
+    fetches of a server-side cursor)."""
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 def _driver_error(statement: str, params: Any, error: Exception) -> DBAPIError:

@@ -37,6 +37,7 @@ __all__ = [
     "check_synchronous",
     "configure_engine",
     "connect_driver",
+    "driver_errors",
     "fetch",
     "is_unique_violation",
     "replay_params",
@@ -59,6 +60,11 @@ def connect_driver(*args: Any, **kwargs: Any) -> Awaitable[aiosqlite.Connection]
     # As SQLAlchemy does for its own connects: a stuck thread never holds up exit.
     connection._thread.daemon = True
     return _connected(connection)
+
+
+def driver_errors() -> tuple[type[Exception], ...]:
+    """sqlite3's own exceptions, for where SQLAlchemy lets them through unwrapped."""
+    return (sqlite3.Error,)
 
 
 async def _connected(connection: aiosqlite.Connection) -> aiosqlite.Connection:

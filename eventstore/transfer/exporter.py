@@ -16,7 +16,6 @@ from types import ModuleType
 from typing import IO, Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError
 
 from eventstore.codec import check_id, decode_data
 from eventstore.errors import EventStoreError, InvalidInputError, StoreUnavailableError
@@ -27,6 +26,7 @@ from eventstore.sql.store import SqlEventStore
 from eventstore.store import EventStore
 from eventstore.transfer.progress import NoProgress, ProgressSink
 from eventstore.transfer.records import dumps_line
+from eventstore.transfer.streaming import read_errors, what_failed
 from eventstore.transfer.threads import in_thread
 
 #: Rows fetched from the database at a time.
@@ -67,6 +67,7 @@ async def export_events(
         count = count.where(_ev.session_id.in_(wanted))
     query = query.order_by(_ev.session_id, _ev.stream_id, _ev.seq)
     written = 0
+    failures = read_errors(store.engine.dialect.name)
     try:
         async with store.engine.connect() as conn:
             options = _DIALECTS[conn.dialect.name].CURSOR_OPTIONS
@@ -77,8 +78,8 @@ async def export_events(
                 await in_thread(_write, out, rows)
                 written += len(rows)
                 progress.advance(len(rows))
-    except DBAPIError as exc:
-        raise StoreUnavailableError(f"export failed: {exc.orig}") from exc
+    except failures as exc:
+        raise StoreUnavailableError(f"export failed: {what_failed(exc, failures)}") from exc
     return written
 
 

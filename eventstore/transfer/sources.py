@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from eventstore.errors import InvalidInputError, StoreUnavailableError
 from eventstore.sql.engine import normalize_url
 from eventstore.transfer.records import Reject, SourceEvent, dumps_line, parse_line, parse_row
+from eventstore.transfer.streaming import read_errors, what_failed
 from eventstore.transfer.threads import in_thread
 
 #: Source events handed on at a time.
@@ -191,6 +192,7 @@ class EventsTable(Source):
 
     async def read(self, max_event_bytes: int) -> AsyncIterator[Chunk]:
         engine = create_async_engine(self._read_only_url())
+        failures = read_errors(engine.dialect.name)
         try:
             async with engine.connect() as conn:
                 if conn.dialect.name == "postgresql":
@@ -212,8 +214,9 @@ class EventsTable(Source):
                     yield await in_thread(
                         _parse_rows, [row._asdict() for row in rows], max_event_bytes
                     )
-        except DBAPIError as exc:
-            raise StoreUnavailableError(f"cannot read {self.description}: {exc.orig}") from exc
+        except failures as exc:
+            reason = what_failed(exc, failures)
+            raise StoreUnavailableError(f"cannot read {self.description}: {reason}") from exc
         except OSError as exc:
             raise StoreUnavailableError(f"cannot read {self.description}: {exc}") from exc
         finally:

@@ -160,6 +160,28 @@ def test_an_interrupted_export_leaves_no_dump(tmp_path: Path, sqlite_url: str) -
     assert not list(tmp_path.glob(".dump.jsonl.*"))
 
 
+def test_an_export_whose_reader_stops_early_says_so_in_one_line(sqlite_url: str) -> None:
+    # `eventstore export | head -c 10`
+    _store(sqlite_url, 50_000)
+    process = subprocess.Popen(
+        [*cli_command(), "export", "--url", sqlite_url],
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert len(process.stdout.read(10)) == 10
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=60)
+
+    assert process.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "Error: standard output was closed before the export finished (broken pipe)"
+    ), stderr
+    assert "Traceback" not in stderr
+
+
 def test_export_of_a_memory_store_says_there_is_nothing_to_export() -> None:
     result = run_cli("export", "--url", "memory://")
     assert result.exit_code == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import multiprocessing
 import os
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -26,9 +28,12 @@ from eventstore import (
     EventStore,
     EventStoreError,
     SqlEventStore,
+    StoreEvent,
     StoreUnavailableError,
     open_store,
 )
+from eventstore.transfer import export_events
+from eventstore.transfer.exporter import CHUNK
 from tests.pgcluster import PostgresCluster
 from tests.reliability.procs import DiskFullReport, fill_disk_then_free
 
@@ -155,6 +160,38 @@ async def test_fast_restarts_under_readers_and_writers(crash_cluster: PostgresCl
         assert errors, "no call saw the restarts"
         assert_clear(errors)
         await assert_consistent(store, "s", acked)
+
+
+class _StopsTheServer(io.BytesIO):
+    """An export's output that shuts the server down (fast) once the first chunk is in."""
+
+    def __init__(self, cluster: PostgresCluster) -> None:
+        super().__init__()
+        self.cluster = cluster
+
+    def write(self, data: Any) -> int:
+        if not self.tell():
+            self.cluster.stop("fast")  # runs in the export's writer thread
+        return super().write(data)
+
+
+async def test_an_export_cut_off_by_a_shutdown_names_the_outage(
+    crash_cluster: PostgresCluster,
+) -> None:
+    url = await asyncio.to_thread(crash_cluster.create_database)
+    async with open_store(url) as store:
+        await store.apply(
+            [StoreEvent("s", f"st{i % 7}", f"e{i}", {"i": i}) for i in range(3 * CHUNK)]
+        )
+        try:
+            with pytest.raises(StoreUnavailableError) as raised:
+                await export_events(store, _StopsTheServer(crash_cluster))
+        finally:
+            await asyncio.to_thread(crash_cluster.start)
+    message = str(raised.value)
+    assert message.startswith("export failed: "), message
+    # What failed, not the rollback on the way out that failed after it.
+    assert "connection" in message and "rollback" not in message, message
 
 
 async def test_postgresql_killed_and_restarted_mid_write(crash_cluster: PostgresCluster) -> None:
