@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -115,6 +116,12 @@ def encode_checked(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> tuple
     try:
         text = _compact.encode(data)
     except (TypeError, ValueError) as exc:
+        if "integer string conversion" in str(exc):
+            # Python's own advice (sys.set_int_max_str_digits) is no use to a caller here.
+            raise InvalidInputError(
+                f"data is not a JSON value: an integer with more than "
+                f"{sys.get_int_max_str_digits()} digits"
+            ) from None
         raise InvalidInputError(f"data is not a JSON value: {exc}") from None
     except RecursionError:
         raise InvalidInputError(_too_deep()) from None

@@ -6,6 +6,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from eventstore.codec import DEFAULT_MAX_EVENT_BYTES, check_cap, check_max_event_bytes
@@ -80,14 +81,9 @@ async def _open(
     create_schema: bool = True,
     **engine_options: Any,
 ) -> EventStore:
-    if url is None:
-        url = default_url()
-    if not isinstance(url, str):
-        raise InvalidInputError(f"url must be a str or None, not {type(url).__name__}")
-    if not url.strip():
-        raise InvalidInputError("url is empty; pass None for the default database")
+    parsed = check_url(url)
     check_max_event_bytes(max_event_bytes)
-    if url.strip().lower() in ("memory://", "memory:", "memory:///"):
+    if parsed is None:
         if engine_options:
             raise InvalidInputError(
                 f"memory:// has no database to configure: {', '.join(sorted(engine_options))}"
@@ -96,7 +92,6 @@ async def _open(
         return InMemoryEventStore(max_events_per_stream=cap, max_event_bytes=max_event_bytes)
     if max_events_per_stream is not _UNSET:
         check_cap(max_events_per_stream)
-    parsed = normalize_url(url)
     ensure_sqlite_directory(parsed)
     engine = create_engine(parsed, **engine_options)
     store = SqlEventStore(engine, max_event_bytes=max_event_bytes, owns_engine=True)
@@ -108,6 +103,25 @@ async def _open(
         await store.close()
         raise
     return store
+
+
+def check_url(url: str | None) -> URL | None:
+    """The database ``url`` names (``None``: the default), or ``None`` for ``memory://``.
+
+    Raises :class:`~eventstore.errors.InvalidInputError` for anything :func:`open_store`
+    would refuse as a URL, without connecting.
+    """
+    if url is None:
+        url = default_url()
+    if not isinstance(url, str):
+        raise InvalidInputError(f"url must be a str or None, not {type(url).__name__}")
+    if not url.strip():
+        raise InvalidInputError("url is empty; pass None for the default database")
+    if url.strip().lower() in ("memory://", "memory:", "memory:///"):
+        return None
+    if url.strip().lower().startswith("memory:"):
+        raise InvalidInputError(f"memory:// takes no path, host or options: {url!r}")
+    return normalize_url(url)
 
 
 async def _prepare(store: SqlEventStore, create: bool) -> None:

@@ -38,6 +38,9 @@ def demo(url: str | None, steps: int, pause_after: int) -> None:
     status 1 if any check fails. The demo's sessions are removed from the store when
     it ends.
     """
+    if steps < 2:
+        # The connection is cut after one notification at the least, and one must follow.
+        raise click.BadParameter(f"must be at least 2, not {steps}", param_hint="--steps")
     if not 1 <= pause_after < steps:
         raise click.BadParameter(
             "must be at least 1 and less than --steps", param_hint="--pause-after"

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from eventstore.errors import InvalidInputError
 from eventstore.mcp.binding import SessionBinding
 from eventstore.mcp.ttl import prune_idle_sessions_every
-from eventstore.open import open_store
+from eventstore.open import check_url, open_store
 from eventstore.store import EventStore
 from eventstore.worker import PersistenceWorker
 
@@ -88,10 +88,17 @@ def resumable_app(
     not prune). ``idle_ttl_seconds`` must be at least twice ``prune_interval_seconds``
     and at least the session manager's ``session_idle_timeout``;
     :class:`~eventstore.errors.InvalidInputError` says so at construction, as it does
-    for a negative or non-finite ``write_retry_seconds``, ``idle_ttl_seconds`` or
+    for a ``store`` that is no store nor a usable URL, a negative or non-finite
+    ``write_retry_seconds``, ``idle_ttl_seconds`` or
     ``prune_interval_seconds``. ``app.state.eventstore_binding`` is the
     :class:`~eventstore.mcp.SessionBinding` (its live sessions' adapters).
     """
+    if not isinstance(store, EventStore):
+        if store is not None and not isinstance(store, str):
+            raise InvalidInputError(
+                f"store must be an EventStore, a database URL or None, not {type(store).__name__}"
+            )
+        check_url(store)  # a URL it could never open fails now, not at startup
     _check_seconds("write_retry_seconds", write_retry_seconds, allow_zero=True)
     _check_seconds("prune_interval_seconds", prune_interval_seconds, allow_zero=False)
     if idle_ttl_seconds is not None:

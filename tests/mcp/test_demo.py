@@ -54,6 +54,13 @@ def test_demo_rejects_a_pause_outside_the_call(sqlite_url: str) -> None:
     assert "--pause-after" in result.stderr
 
 
+@pytest.mark.parametrize("steps", ["0", "1", "-1"])
+def test_demo_rejects_too_few_steps_by_name(sqlite_url: str, steps: str) -> None:
+    result = run_command("demo", "--url", sqlite_url, "--steps", steps)
+    assert result.returncode == 2
+    assert "Invalid value for --steps: must be at least 2" in result.stderr
+
+
 class OneSharedSession(SessionEventStore):
     """What the SDK's example store amounts to: every session in one namespace."""
 

@@ -123,6 +123,22 @@ def test_the_app_rejects_unusable_timings_at_construction(
         resumable_app(server, InMemoryEventStore(), **options, **http_options)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("store", "message"),
+    [
+        (42, "store must be an EventStore, a database URL or None, not int"),
+        ("", "url is empty"),
+        ("mysql://db/x", "unsupported database URL scheme"),
+        ("memory://foo", "memory:// takes no path"),
+        ("not a url", "not a database URL"),
+    ],
+)
+def test_the_app_rejects_an_unusable_store_at_construction(store: object, message: str) -> None:
+    server, http_options = build_test_server(Conductor())
+    with pytest.raises(InvalidInputError, match=message):
+        resumable_app(server, store, **http_options)  # type: ignore[arg-type]
+
+
 def test_a_ttl_of_at_least_the_sdk_idle_timeout_is_accepted() -> None:
     server, http_options = build_test_server(Conductor(), session_idle_timeout=120)
     resumable_app(

@@ -232,3 +232,12 @@ async def test_bad_open_options_are_clear_errors(store_url: str, options: dict[s
 async def test_a_url_that_is_not_a_string_is_a_clear_error(url: Any) -> None:
     with pytest.raises(InvalidInputError, match="url must be a str"):
         await open_store(url)
+
+
+async def test_an_integer_too_long_for_json_is_named_without_python_advice(
+    store: EventStore,
+) -> None:
+    with pytest.raises(InvalidInputError, match="an integer with more than 4300 digits") as raised:
+        await store.store_event("long-int", "a", "e", {"n": 10**5000})
+    assert "set_int_max_str_digits" not in str(raised.value)
+    assert await store.get_stream_events("long-int", "a") == []
