@@ -31,6 +31,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import click
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy.util import greenlet_spawn
@@ -122,5 +124,10 @@ async def _main() -> None:
     report.table(["store", *STEPS], results)
 
 
-if __name__ == "__main__":
+@click.command(help=__doc__.split("\n\n")[0])
+def main() -> None:
     asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -33,11 +33,12 @@ def info(url: str | None) -> None:
     holding only other tables) is reported as an error and left as it is.
     """
     target = url or default_url()
-    click.echo(f"url: {safe_url(target)}")
     if is_memory(target):
+        click.echo(f"url: {target}")
         click.echo("store: in-memory (it lives inside one process: nothing to show here)")
         return
     require_database(target)
+    click.echo(f"url: {safe_url(target)}")
 
     async def show() -> None:
         found = await require_store(target)

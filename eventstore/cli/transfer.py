@@ -358,9 +358,13 @@ def _summarise(report: ImportReport, rejects: Path, sample: _RejectSample) -> No
         )
     verb = "would import" if report.dry_run else "imported"
     click.echo(
-        f"{verb}: {report.new:,} new events in {report.sessions:,} sessions "
-        f"({report.streams:,} streams)"
+        f"{verb}: {_count(report.new, 'new event')} in {_count(report.sessions, 'session')} "
+        f"({_count(report.streams, 'stream')})"
     )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 @click.command("export")

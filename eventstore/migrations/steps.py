@@ -325,7 +325,11 @@ def build_index_concurrently(
             if code == _LOCK_NOT_AVAILABLE:
                 continue
             raise
-        log.info("built index %s in %.2fs", name, time.monotonic() - started)
+        took = time.monotonic() - started
+        # Worth a line by default on a table big enough to make one wait, not otherwise.
+        log.log(
+            logging.INFO if took >= 1.0 else logging.DEBUG, "built index %s in %.2fs", name, took
+        )
         return
     raise SchemaError(f"could not build index {name}; re-run the migration, it resumes")
 

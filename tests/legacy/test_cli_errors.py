@@ -205,6 +205,14 @@ def test_a_mistyped_sqlite_path_is_an_error_and_creates_nothing(
 
 
 @pytest.mark.parametrize("command", [["info"], ["prune", "--idle", "1h"]])
+def test_an_unparsable_url_is_the_only_line(command: list[str]) -> None:
+    result = run_cli(*command, "--url", "bogus")
+    assert result.exit_code == 2
+    assert result.stdout == "", result.stdout
+    assert _error(result.output).startswith("Error: not a database URL")
+
+
+@pytest.mark.parametrize("command", [["info"], ["prune", "--idle", "1h"]])
 def test_a_host_database_gets_no_event_store_schema(sql_url: str, command: list[str]) -> None:
     asyncio.run(execute(sql_url, "CREATE TABLE orders (id INTEGER PRIMARY KEY)"))
 
@@ -281,7 +289,7 @@ def test_import_usage_errors(tmp_path: Path, sqlite_url: str) -> None:
 def test_a_re_run_reports_nothing_new(tmp_path: Path, sqlite_url: str) -> None:
     dump = write_lines(tmp_path / "d.jsonl", [LINES[0], LINES[2]])
     first = run_cli("import", str(dump), "--url", sqlite_url)
-    assert "imported: 2 new events in 1 sessions (1 streams)" in first.output
+    assert "imported: 2 new events in 1 session (1 stream)" in first.output
 
     again = run_cli("import", str(dump), "--url", sqlite_url)
 
@@ -308,13 +316,13 @@ def test_a_dry_run_checks_the_target_and_writes_nothing(tmp_path: Path, sqlite_u
     assert "line 1: event id 'a' of session 's' is already in the target with different data" in (
         result.output
     )
-    assert "would import: 1 new events in 1 sessions (1 streams)" in result.output
+    assert "would import: 1 new event in 1 session (1 stream)" in result.output
     assert stored(sqlite_url) == before
     assert stale.read_text() == "an earlier run's rejects\n"
 
     real = run_cli("import", str(dump), "--url", sqlite_url)
     assert real.exit_code == 3
-    assert "imported: 1 new events" in real.output
+    assert "imported: 1 new event in" in real.output
     (record,) = [json.loads(line) for line in stale.read_text().splitlines()]
     assert record["line"] == 1 and "already in the target" in record["reason"]
     # The line as it was in the dump, spacing and escapes included.
