@@ -24,6 +24,7 @@ from eventstore.mcp.reattach import StreamAttachments
 from eventstore.requests import StoreEvent
 from eventstore.store import EventStore
 from eventstore.worker import PersistenceWorker
+from eventstore.worker.retry import OutageRetrier
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,13 @@ class SessionEventStore(SdkEventStore):
         *,
         worker: PersistenceWorker | None = None,
         attachments: StreamAttachments | None = None,
+        retrier: OutageRetrier | None = None,
     ) -> None:
         self.store = store
         self.worker = worker
+        #: Reruns a write without ``worker`` through a database outage (``None``: a
+        #: failed write gives its stream up at once).
+        self.retrier = retrier
         #: The transport's stream registry (see :mod:`eventstore.mcp.reattach`); set by
         #: :class:`~eventstore.mcp.SessionBinding`. Without it a replay does not hold the
         #: stream's live messages while the SDK re-attaches it.
@@ -160,13 +165,7 @@ class SessionEventStore(SdkEventStore):
                 queued.add_done_callback(partial(self._committed, request))
                 handed_to_worker = True
             else:
-                # The SDK cancels its stream tasks whenever a client goes away (after a
-                # replay, typically while the new priming event is being written); a
-                # transaction cut short would cost the pooled connection.
-                with anyio.CancelScope(shield=True):
-                    stored = await self.store.store_event(
-                        self.session_id, key, event_id, request.data
-                    )
+                stored = await self._store_now(request)
                 self._record(key, stored)
             accounted = True
         except EventStoreError as exc:
@@ -180,6 +179,20 @@ class SessionEventStore(SdkEventStore):
             if not handed_to_worker:
                 self._settle(key)
         return event_id
+
+    async def _store_now(self, request: StoreEvent) -> StoredEvent:
+        async def attempt() -> StoredEvent:
+            # The SDK cancels its stream tasks whenever a client goes away (after a
+            # replay, typically while the new priming event is being written); a
+            # transaction cut short would cost the pooled connection. The waits between
+            # attempts stay cancellable.
+            with anyio.CancelScope(shield=True):
+                stored = await self.store.store_event(
+                    request.session_id, request.stream_id, request.event_id, request.data
+                )
+            return stored
+
+        return await (attempt() if self.retrier is None else self.retrier.call(attempt))
 
     def _reusable_priming(self, key: str) -> str | None:
         if key in self._broken or key in self._in_flight:

@@ -11,7 +11,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
 
 from eventstore.errors import InvalidInputError
-from eventstore.mcp.binding import SessionBinding
+from eventstore.mcp.binding import DEFAULT_WRITE_RETRY_SECONDS, SessionBinding
 from eventstore.mcp.ttl import prune_idle_sessions_every
 from eventstore.open import check_url, open_store
 from eventstore.store import EventStore
@@ -20,9 +20,6 @@ from eventstore.worker import PersistenceWorker
 #: Default TTL of a session nobody touched, and how often to look for them.
 DEFAULT_IDLE_TTL_SECONDS = 3600.0
 DEFAULT_PRUNE_INTERVAL_SECONDS = 300.0
-#: How long a queued write rides out a database outage before its event is given up on
-#: (its stream then refuses resumes). Live messages do not wait for it.
-DEFAULT_WRITE_RETRY_SECONDS = 30.0
 
 
 class StreamableHttpServer(Protocol):
@@ -75,7 +72,8 @@ def resumable_app(
     when the database falls that far behind, storing waits for room, and with it the
     SDK's message routing of the sessions writing then (backpressure: live messages are
     delayed, never dropped). ``group_commit=False`` commits each event before the SDK may
-    send it.
+    send it, retrying through an outage of up to ``write_retry_seconds`` too (the
+    message waits meanwhile).
 
     Once the SDK discards a session (the client's ``DELETE``, the manager's
     ``session_idle_timeout``, a crashed session, server shutdown) nothing can resume it,
@@ -107,7 +105,9 @@ def resumable_app(
     if idle_ttl_seconds is not None:
         _check_ttl(idle_ttl_seconds, prune_interval_seconds, server.session_manager)
     binding = SessionBinding(
-        store if isinstance(store, EventStore) else None, clear_on_delete=clear_on_delete
+        store if isinstance(store, EventStore) else None,
+        clear_on_delete=clear_on_delete,
+        write_retry_seconds=write_retry_seconds,
     )
     binding.attach(server.session_manager)
     owns_store = not isinstance(store, EventStore)

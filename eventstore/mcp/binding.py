@@ -15,8 +15,13 @@ from eventstore.mcp.adapter import SessionEventStore
 from eventstore.mcp.reattach import StreamAttachments
 from eventstore.store import EventStore
 from eventstore.worker import PersistenceWorker
+from eventstore.worker.retry import OutageRetrier
 
 log = logging.getLogger(__name__)
+
+#: How long a write rides out a database outage before its event is given up on (its
+#: stream then refuses resumes).
+DEFAULT_WRITE_RETRY_SECONDS = 30.0
 
 
 class SessionBinding:
@@ -43,7 +48,9 @@ class SessionBinding:
     ``store`` (and ``worker``, a :class:`~eventstore.worker.PersistenceWorker` over it
     that writes go through) may be set after construction, by an application that
     opens them in its lifespan; the store must be set before the manager serves its
-    first request.
+    first request. Without a worker, a write that meets a database outage is retried
+    with backoff until the outage is ``write_retry_seconds`` old; only then is its
+    stream given up as not resumable.
     """
 
     def __init__(
@@ -52,10 +59,14 @@ class SessionBinding:
         *,
         worker: PersistenceWorker | None = None,
         clear_on_delete: bool = True,
+        write_retry_seconds: float = DEFAULT_WRITE_RETRY_SECONDS,
     ) -> None:
         self.store = store
         self.worker = worker
         self.clear_on_delete = clear_on_delete
+        # Shared by every session: the deadline is the outage's, not one write's. Used by
+        # the writes that do not go through a worker (which has its own).
+        self._retrier = OutageRetrier(timeout=write_retry_seconds, initial=0.05, maximum=2.0)
         self._sessions: dict[str, SessionEventStore] = {}
 
     def adapter(self, session_id: str) -> SessionEventStore | None:
@@ -123,7 +134,7 @@ class SessionBinding:
         if self.store is None:
             raise RuntimeError("SessionBinding.store must be set before the server runs")
         adapter = self._sessions[session_id] = SessionEventStore(
-            self.store, session_id, worker=self.worker
+            self.store, session_id, worker=self.worker, retrier=self._retrier
         )
         return adapter
 

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -22,7 +23,6 @@ from eventstore.mcp.demo import scenario
 from eventstore.mcp.demo.loopback import serve_on_loopback
 from eventstore.mcp.demo.scenario import run_demo
 from eventstore.store import EventStore
-from eventstore.worker import PersistenceWorker
 
 EVENTSTORE = Path(sys.executable).with_name("eventstore")
 
@@ -64,10 +64,8 @@ def test_demo_rejects_too_few_steps_by_name(sqlite_url: str, steps: str) -> None
 class OneSharedSession(SessionEventStore):
     """What the SDK's example store amounts to: every session in one namespace."""
 
-    def __init__(
-        self, store: EventStore, session_id: str, *, worker: PersistenceWorker | None = None
-    ) -> None:
-        super().__init__(store, "everyone", worker=worker)
+    def __init__(self, store: EventStore, session_id: str, **options: Any) -> None:
+        super().__init__(store, "everyone", **options)
 
 
 async def test_demo_checks_catch_the_cross_session_replay_bug(
