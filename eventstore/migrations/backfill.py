@@ -223,7 +223,9 @@ END
 $$
 """
 _PG_NOT_JSON = "data IS NULL OR NOT pg_temp.eventstore_is_json(data)"
-_SQLITE_NOT_JSON = "data IS NULL OR NOT json_valid(data)"
+# SQLite's JSON functions read text only up to a NUL byte: '{"a":2}<NUL>junk' passes
+# json_valid, then fails every read of its stream.
+_SQLITE_NOT_JSON = "data IS NULL OR NOT json_valid(data) OR instr(CAST(data AS BLOB), x'00') > 0"
 # Statements from the constants above only (no input reaches them).
 _PG_BAD_IDS = "SELECT id FROM events WHERE NOT_JSON ORDER BY id".replace("NOT_JSON", _PG_NOT_JSON)
 _SQLITE_BAD_IDS = "SELECT id FROM events WHERE NOT_JSON ORDER BY id".replace(
@@ -247,8 +249,8 @@ $$""".replace("NOT_JSON", _PG_NOT_JSON).replace("SHOWN", str(SHOWN_IDS))
 # SQLite scripts cannot raise an error of their own outside a trigger: json() of a row
 # that is not JSON fails with "malformed JSON" and stops the script there.
 _SQLITE_REFUSE_BAD = """-- stops with 'malformed JSON' if a legacy row's data is not JSON;
--- list those rows with SELECT id FROM events WHERE NOT json_valid(data)
-SELECT json(coalesce(data, 'not json')) FROM events WHERE NOT_JSON""".replace(
+-- list those rows with SELECT id FROM events WHERE NOT_JSON
+SELECT json('not JSON: events.id ' || id) FROM events WHERE NOT_JSON""".replace(
     "NOT_JSON", _SQLITE_NOT_JSON
 )
 

@@ -142,6 +142,34 @@ def test_rows_whose_data_is_not_json_stop_the_upgrade_before_any_change(sql_url:
     ]
 
 
+def test_sqlite_data_with_a_nul_byte_after_its_json_is_not_json(sqlite_url: str) -> None:
+    # SQLite's json_valid() stops reading at the NUL and says yes; every read of the
+    # stream would then fail on the row.
+    asyncio.run(create_unversioned_legacy(sqlite_url, [BAD_ROWS[0], ("s1", "nul", "1", 20)]))
+    asyncio.run(
+        execute(
+            sqlite_url,
+            "UPDATE events SET data = CAST('[2]' || char(0) || 'junk' AS TEXT) "
+            "WHERE event_id = 'nul'",
+        )
+    )
+    nul_id = asyncio.run(query(sqlite_url, "SELECT id FROM events WHERE event_id = 'nul'"))[0][0]
+
+    code, output = run_migrate("--url", sqlite_url)
+
+    assert code == 1, output
+    assert "1 legacy row(s) hold data that is not JSON (RFC 8259)" in output
+    assert f"not replay: events.id {nul_id}." in output
+
+    code, output = run_migrate("--url", sqlite_url, "--invalid-data", "string")
+
+    assert code == 0, output
+    assert asyncio.run(_stream(sqlite_url, "s1")) == [
+        ("ok", 1, {"fine": True}, 10),
+        ("nul", 2, "[2]\x00junk", 20),
+    ]
+
+
 def test_alembic_refuses_bad_data_too_and_takes_the_option(sql_url: str) -> None:
     asyncio.run(create_unversioned_legacy(sql_url, BAD_ROWS))
     with pytest.raises(EventStoreError, match="not JSON"):
