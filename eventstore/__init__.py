@@ -1,6 +1,7 @@
 """mcp-eventstore: resumable, session- and stream-keyed event storage for MCP servers."""
 
 from eventstore.errors import (
+    CorruptDataError,
     DuplicateEventError,
     EventStoreError,
     InvalidInputError,
@@ -29,6 +30,7 @@ __all__ = [
     "ApplyResult",
     "ClearSession",
     "ClearStream",
+    "CorruptDataError",
     "DuplicateEventError",
     "EventStore",
     "EventStoreError",

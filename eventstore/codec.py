@@ -16,7 +16,11 @@ from typing import Any
 
 import orjson
 
-from eventstore.errors import EventStoreError, InvalidInputError, PayloadTooLargeError
+from eventstore.errors import (
+    CorruptDataError,
+    InvalidInputError,
+    PayloadTooLargeError,
+)
 
 #: Longest accepted session, stream or event id, in UTF-8 bytes. Two of them side by side
 #: stay well inside PostgreSQL's 2,704-byte limit for a btree index entry.
@@ -179,7 +183,7 @@ def decode_data(text: str) -> Any:
     """Decode text written by :func:`encode_data`.
 
     Text that is not JSON (a row written around the store, e.g. by a legacy writer)
-    raises :class:`~eventstore.errors.EventStoreError`.
+    raises :class:`~eventstore.errors.CorruptDataError`.
     """
     # orjson parses a typical event several times faster than json, which dominates a
     # replay's CPU time. It turns integers beyond 64 bits into floats, so text with 19
@@ -193,7 +197,7 @@ def decode_data(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise EventStoreError(f"a stored event's data is not valid JSON: {exc}") from None
+        raise CorruptDataError(f"a stored event's data is not valid JSON: {exc}") from None
 
 
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")

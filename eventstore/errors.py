@@ -79,3 +79,12 @@ class SchemaError(EventStoreError):
 
     The message says which command brings it up to date (``eventstore migrate``).
     """
+
+
+class CorruptDataError(EventStoreError):
+    """A stored event's data is not JSON, so it cannot be read back.
+
+    The store never writes such a row; one can only come from around it (a manual
+    ``INSERT``, a writer of the pre-stream version). The message names the event, its
+    session, stream and seq: fix or delete that row. Reads of its stream fail until then.
+    """

@@ -35,6 +35,7 @@ from eventstore.codec import (
     same_content,
 )
 from eventstore.errors import (
+    CorruptDataError,
     DuplicateEventError,
     EventStoreError,
     InvalidInputError,
@@ -206,6 +207,17 @@ def _unreachable(exc: OSError | PoolTimeoutError) -> StoreUnavailableError:
             f"pool_timeout ({exc})"
         )
     return StoreUnavailableError(f"database connection failed: {exc}")
+
+
+def _row_data(row: Sequence[Any], session_id: str, stream_id: str) -> Any:
+    """A replay row's decoded data; a row that is not JSON is named, so it can be fixed."""
+    try:
+        return decode_data(row[2])
+    except CorruptDataError as exc:
+        raise CorruptDataError(
+            f"event {row[0]!r} (session {session_id!r}, stream {stream_id!r}, seq {row[1]}) "
+            f"holds data that is not JSON ({exc}); fix or delete that row"
+        ) from None
 
 
 class SqlEventStore(EventStore):
@@ -575,7 +587,9 @@ class SqlEventStore(EventStore):
             except ValueError:
                 pass  # orjson refused a row (escaped lone surrogates): the exact decoder
         return [
-            make_event(row[0], stream_id, decode_data(row[2]), row[3], session_id, row[1])
+            make_event(
+                row[0], stream_id, _row_data(row, session_id, stream_id), row[3], session_id, row[1]
+            )
             for row in rows
         ]
 

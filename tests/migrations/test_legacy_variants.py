@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventstore import DEFAULT_STREAM_ID, EventStoreError, StoreEvent, migrate, open_store
+from eventstore import (
+    DEFAULT_STREAM_ID,
+    CorruptDataError,
+    EventStoreError,
+    StoreEvent,
+    migrate,
+    open_store,
+)
 from eventstore.cli import main
 from eventstore.migrate import SchemaState
 from tests.migrations.helpers import (
@@ -178,12 +185,16 @@ def test_alembic_refuses_bad_data_too_and_takes_the_option(sql_url: str) -> None
     assert asyncio.run(migrate.status(sql_url)).state is SchemaState.CURRENT
 
 
-def test_reading_a_corrupt_row_raises_an_eventstore_error(sql_url: str) -> None:
+def test_reading_a_corrupt_row_names_it(sql_url: str) -> None:
     asyncio.run(create_unversioned_legacy(sql_url, ROWS))
     asyncio.run(migrate.upgrade(sql_url))
     asyncio.run(execute(sql_url, "UPDATE events SET data = '{corrupt' WHERE event_id = 'b'"))
-    with pytest.raises(EventStoreError):
+    with pytest.raises(CorruptDataError) as raised:
         asyncio.run(_stream(sql_url, "s1"))
+    assert str(raised.value).startswith(
+        "event 'b' (session 's1', stream '_default', seq 1) holds data that is not JSON"
+    )
+    assert str(raised.value).endswith("; fix or delete that row")
 
 
 def test_exporting_a_corrupt_row_is_one_error_line_and_no_file(
