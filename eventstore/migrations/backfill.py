@@ -17,7 +17,8 @@ Duplicates: the legacy store never made event ids unique within a session. Every
 kept; of the rows sharing ``(session_id, event_id)`` the earliest by ``(timestamp, id)``
 keeps the id, and each later one is renamed ``<event_id>#dup-<id>`` (``id`` being the row's
 surrogate key), so the ids become unique and a cursor naming the original id resumes after
-its first occurrence.
+its first occurrence. A derived id that another row already had is renamed once more
+(``<event_id>#dup-<id>#dup-<id>``); the row that had it keeps it.
 """
 
 from __future__ import annotations
@@ -129,13 +130,19 @@ FROM (
 WHERE events.id = numbered.id
 """
 
+# A row renamed by an earlier pass ends with '#dup-' and its own id. Should its new id
+# collide with a row that had that id all along, the renamed row yields: a client's
+# cursor can only name the original.
 _RENAME_DUPLICATES = """
 UPDATE events SET event_id = event_id || '#dup-' || CAST(id AS TEXT)
 WHERE id IN (
     SELECT id FROM (
         SELECT id,
-               row_number() OVER (PARTITION BY session_id, event_id ORDER BY timestamp, id)
-                   AS copy
+               row_number() OVER (
+                   PARTITION BY session_id, event_id
+                   ORDER BY CASE WHEN event_id LIKE '%#dup-' || CAST(id AS TEXT) THEN 1 ELSE 0 END,
+                            timestamp, id
+               ) AS copy
         FROM events
     ) AS copies
     WHERE copy > 1

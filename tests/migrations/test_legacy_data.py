@@ -171,3 +171,19 @@ async def test_legacy_rows_go_to_the_stream_named_at_upgrade(sql_url: str) -> No
     assert {row[2] for row in await events_rows(sql_url)} == {"legacy"}
     assert [e[0] for e in await _stream(sql_url, "gamma", "legacy")] == ["early", "mid", "late"]
     assert await _stream(sql_url, "gamma") == []
+
+
+async def test_a_derived_id_never_takes_an_id_another_row_had(sql_url: str) -> None:
+    await alembic(sql_url, "upgrade", "0001")
+    await insert_legacy(sql_url, [("eps", "e1", str(ts), ts) for ts in (123, 200, 300)])
+    third = max(row_id for (row_id,) in await query(sql_url, "SELECT id FROM events"))
+    # A row that has, all along, the very id the third "e1" is renamed to.
+    await insert_legacy(sql_url, [("eps", f"e1#dup-{third}", '"own"', 400)])
+
+    await migrate.upgrade(sql_url)
+
+    stream = await _stream(sql_url, "eps")
+    assert [data for _, _, data in stream] == [123, 200, 300, "own"]
+    assert stream[3][0] == f"e1#dup-{third}", "the row that had the id lost it"
+    assert stream[2][0] == f"e1#dup-{third}#dup-{third}"
+    assert len({event_id for event_id, _, _ in stream}) == 4
