@@ -17,7 +17,7 @@ from mcp.types import JSONRPCMessage
 from pydantic import TypeAdapter, ValidationError
 
 from eventstore.codec import check_id
-from eventstore.errors import EventStoreError, UnknownCursorError
+from eventstore.errors import EventStoreError, StoreUnavailableError, UnknownCursorError
 from eventstore.events import StoredEvent
 from eventstore.mcp.ids import EventIds, is_hashed, parse_event_id, stream_key, stream_key_of
 from eventstore.mcp.reattach import StreamAttachments
@@ -192,7 +192,13 @@ class SessionEventStore(SdkEventStore):
                 )
             return stored
 
-        return await (attempt() if self.retrier is None else self.retrier.call(attempt))
+        try:
+            return await attempt()
+        except StoreUnavailableError:
+            # Only an outage pays for the retrier's bookkeeping.
+            if self.retrier is None:
+                raise
+            return await self.retrier.call(attempt)
 
     def _reusable_priming(self, key: str) -> str | None:
         if key in self._broken or key in self._in_flight:
