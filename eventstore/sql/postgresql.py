@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as upsert
-from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
@@ -313,13 +312,7 @@ _IDLE_SINCE = "eventstore_idle_since"
 
 
 def configure_engine(engine: AsyncEngine, *, ping_idle_after: float | None) -> None:
-    """Recognise every lost connection; ping one before use only if it sat idle.
-
-    An asyncpg connection whose server went away mid-reply can stay open but stuck
-    ("cannot switch to state 12; another operation (2) is in progress"). SQLAlchemy only
-    calls a *closed* connection a disconnect, so it would go back to the pool and fail
-    every later use with an error that does not say retrying is safe. Here it is a
-    disconnect: discarded, and the caller gets ``StoreUnavailableError``.
+    """Ping a pooled connection before use only if it sat idle ``ping_idle_after`` seconds.
 
     SQLAlchemy's ``pool_pre_ping`` pings on every checkout, and its asyncpg ping is three
     round trips (BEGIN, an empty query, ROLLBACK): as many as the whole write
@@ -327,19 +320,12 @@ def configure_engine(engine: AsyncEngine, *, ping_idle_after: float | None) -> N
     unless the server went away in between; then the statement fails as a disconnect,
     SQLAlchemy discards the pool's connections, and the caller gets
     ``StoreUnavailableError`` with nothing written (the worker retries it). Connections
-    left idle ``ping_idle_after`` seconds -- where servers, proxies and firewalls drop
-    them -- are still pinged, and one the ping fails on is replaced before use. ``None``
-    installs no ping.
+    left idle -- where servers, proxies and firewalls drop them -- are still pinged, and
+    a dead one is replaced before use. ``None`` installs nothing.
     """
-    sync_engine = engine.sync_engine
-
-    @event.listens_for(sync_engine, "handle_error")
-    def _on_error(context: ExceptionContext) -> None:
-        if not context.is_disconnect and _stuck(context.original_exception):
-            context.is_disconnect = True
-
     if ping_idle_after is None:
         return
+    sync_engine = engine.sync_engine
     dialect = sync_engine.dialect
 
     @event.listens_for(sync_engine, "checkin")
@@ -354,20 +340,10 @@ def configure_engine(engine: AsyncEngine, *, ping_idle_after: float | None) -> N
         try:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as exc:
-            if dialect.is_disconnect(exc, dbapi_connection, None) or _stuck(exc):
+            if dialect.is_disconnect(exc, dbapi_connection, None):
                 # The pool discards this connection and checks out another.
                 raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
             raise
-
-
-def _stuck(error: BaseException) -> bool:
-    """Whether ``error`` (asyncpg's, or SQLAlchemy's adapter of it) says the connection
-    is closed or stuck in an operation that will never finish."""
-    message = str(error)
-    # asyncpg: "cannot switch to state 12; another operation (2) is in progress"
-    return ("another operation" in message and "in progress" in message) or (
-        "connection is closed" in message
-    )
 
 
 def is_unique_violation(error: DBAPIError) -> bool:

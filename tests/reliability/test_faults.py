@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import text
 
 from eventstore import (
+    ClearStream,
     EventStore,
     EventStoreError,
     SqlEventStore,
@@ -127,10 +128,17 @@ async def _crash_scenario(cluster: PostgresCluster, kills: int, per_task: int) -
         await assert_consistent(store, "s", acked)
 
 
-async def _read_until(store: EventStore, stop: asyncio.Event, errors: list[BaseException]) -> None:
+async def _read_until(
+    store: EventStore, stop: asyncio.Event, errors: list[BaseException], general: bool
+) -> None:
     while not stop.is_set():
         try:
-            await store.get_stream_events("s", "st0", limit=10)
+            if general:
+                # SQLAlchemy's own statements, not the driver paths.
+                await store.stream_count("s")
+                await store.apply([ClearStream("s", "never-written")])
+            else:
+                await store.get_stream_events("s", "st0", limit=10)
         except EventStoreError as exc:  # anything but StoreUnavailableError fails below
             errors.append(exc)
             await asyncio.sleep(0.01)
@@ -149,7 +157,10 @@ async def test_fast_restarts_under_readers_and_writers(crash_cluster: PostgresCl
             for task in range(12)
         ]
         stop = asyncio.Event()
-        readers = [asyncio.create_task(_read_until(store, stop, errors)) for _ in range(3)]
+        readers = [
+            asyncio.create_task(_read_until(store, stop, errors, general))
+            for general in (False, False, True, True)
+        ]
         for _ in range(3):
             await asyncio.sleep(0.7)
             await asyncio.to_thread(crash_cluster.stop, "fast")
