@@ -96,7 +96,11 @@ class EventStoreContract:
             "e5",
         ]
         assert [e.id for e in await store.get_stream_events("s", "a", limit=2)] == ["e0", "e1"]
-        for bad in (0, -1, 1.5, "3", True):
+        # The largest limit accepted: the replay reads one row more (the cursor's).
+        largest = 2**63 - 1
+        assert len(await store.get_events_after("s", "a", "e2", limit=largest)) == 7
+        assert len(await store.get_stream_events("s", "a", limit=largest)) == 10
+        for bad in (0, -1, 1.5, "3", True, 2**63):
             with pytest.raises(InvalidInputError):
                 await store.get_stream_events("s", "a", limit=bad)  # type: ignore[arg-type]
 

@@ -220,6 +220,9 @@ def _row_data(row: Sequence[Any], session_id: str, stream_id: str) -> Any:
         ) from None
 
 
+_MAX_ROWS = 2**63 - 1
+
+
 class SqlEventStore(EventStore):
     """Events in an SQL database through an SQLAlchemy async engine.
 
@@ -550,7 +553,9 @@ class SqlEventStore(EventStore):
             check_id("after_event_id", after_event_id),
         )
         limit = check_limit(limit)
-        if limit is None:
+        # The cursor's row comes first, so one row more than ``limit`` -- unless that is
+        # past a BIGINT, more rows than any stream can hold anyway.
+        if limit is None or limit >= _MAX_ROWS:
             rows = await self._fetch(self._dialect.REPLAY_AFTER, params)
         else:
             rows = await self._fetch(self._dialect.REPLAY_AFTER_LIMITED, [*params, limit + 1])
