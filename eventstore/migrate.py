@@ -74,11 +74,14 @@ __all__ = [
     "parse_duration_ms",
     "status",
     "upgrade",
+    "upgrade_if_empty",
     "upgrade_script",
 ]
 
 #: ``pg_advisory_lock`` key held while migrating ("eventsto" in ASCII).
 ADVISORY_LOCK_KEY = 0x6576_656E_7473_746F
+#: How often a process waiting for another's migration tries the lock again.
+_LOCK_POLL_SECONDS = 0.1
 
 _LEGACY_COLUMNS = frozenset({"id", "session_id", "event_id", "data", "timestamp"})
 #: Every table this history creates, its version table included.
@@ -451,14 +454,24 @@ def _refuse(found: SchemaStatus) -> None:
 
 
 async def _advisory_lock(connection: AsyncConnection, progress: Progress) -> None:
+    """Take the migration lock, waiting for another process's run to end.
+
+    Polled, with no transaction open between tries: a run builds indexes
+    ``CONCURRENTLY``, which waits for every transaction in progress, so one blocked in
+    ``pg_advisory_lock`` would deadlock with the run it waits for.
+    """
     if connection.dialect.name != "postgresql":
         return
     key = {"key": ADVISORY_LOCK_KEY}
-    got = (await connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key)).scalar()
+    try_lock = text("SELECT pg_try_advisory_lock(:key)")
+    got = (await connection.execute(try_lock, key)).scalar()
+    await connection.commit()
     if not got:
         progress("another process is migrating this database; waiting for it")
-        await connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
-    await connection.commit()
+    while not got:
+        await asyncio.sleep(_LOCK_POLL_SECONDS)
+        got = (await connection.execute(try_lock, key)).scalar()
+        await connection.commit()
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -538,6 +551,26 @@ async def upgrade(
             say(f"will {line}")
         applied = await connection.run_sync(_run_upgrade, found, options, say)
         return UpgradeReport(found, applied)
+
+
+async def upgrade_if_empty(target: Target = None) -> bool:
+    """Create the schema of a database that has none; ``True`` if this call created it.
+
+    Decided under the migration lock (PostgreSQL), so that of several processes opening
+    one empty database at once, one creates the schema and the others, once it is done,
+    find it current. A current database is left as it is; any other state (legacy,
+    behind, ahead, unrecognised tables) raises :class:`~eventstore.errors.SchemaError`
+    saying what to run: only an empty database is changed without being asked.
+    """
+    say: Progress = lambda _line: None  # noqa: E731
+    async with _migrating(target, say) as (connection, found):
+        if found.state is SchemaState.CURRENT:
+            return False
+        if found.state is not SchemaState.EMPTY:
+            raise SchemaError(found.problem())
+        options = _options(None, None, None, None)
+        await connection.run_sync(_run_upgrade, found, options, say)
+        return True
 
 
 class _Steps:

@@ -13,9 +13,8 @@ from eventstore.codec import DEFAULT_MAX_EVENT_BYTES, check_cap, check_max_event
 from eventstore.config import default_url
 from eventstore.errors import InvalidInputError, SchemaError, StoreUnavailableError
 from eventstore.memory import InMemoryEventStore
-from eventstore.migrate import SchemaState
+from eventstore.migrate import SchemaState, SchemaStatus, upgrade_if_empty
 from eventstore.migrate import status as schema_status
-from eventstore.migrate import upgrade as upgrade_schema
 from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
 from eventstore.sql.store import SqlEventStore, database_error
 from eventstore.store import EventStore
@@ -126,14 +125,26 @@ def check_url(url: str | None) -> URL | None:
 
 async def _prepare(store: SqlEventStore, create: bool) -> None:
     """A current schema opens as it is; an empty database gets one from the migrations;
-    anything else (legacy, behind, ahead) is left to ``eventstore migrate``."""
+    anything else (legacy, behind, ahead) is left to ``eventstore migrate``.
+
+    Replicas starting together on an empty database: one creates the schema, under the
+    migration lock, while the others see it half built (or their look deadlocks with
+    its DDL). So short of a current schema, the decision is taken again under that
+    lock, once the other's run is over.
+    """
     try:
-        found = await schema_status(store.engine)
-        if found.state is SchemaState.CURRENT:
+        try:
+            found: SchemaStatus | None = await schema_status(store.engine)
+        except StoreUnavailableError:
+            if not create:
+                raise
+            found = None
+        if found is not None and found.state is SchemaState.CURRENT:
             return
-        if found.state is not SchemaState.EMPTY or not create:
+        if not create:
+            assert found is not None
             raise SchemaError(found.problem())
-        await upgrade_schema(store.engine)
+        await upgrade_if_empty(store.engine)
     except DBAPIError as exc:
         raise database_error(exc, "cannot open the database") from exc
     except OSError as exc:

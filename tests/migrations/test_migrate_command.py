@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import pytest
 from click.testing import CliRunner
@@ -30,7 +31,6 @@ from tests.migrations.helpers import (
     execute,
     query,
     run_migrate,
-    wait_until,
 )
 from tests.pgcluster import find_bindir
 
@@ -258,27 +258,49 @@ async def test_a_second_migrator_waits_for_the_advisory_lock(postgres_url: str) 
             )
             await conn.commit()
             waiter = cli("migrate", "--url", postgres_url)
-            await wait_until(lambda: _waits_for_advisory_lock(conn))
+            assert waiter.stdout is not None
+            waited = await asyncio.to_thread(_read_through, waiter.stdout, "waiting for it")
+            # Waiting, it keeps no transaction open (but for its brief tries): one would
+            # hold up the concurrent index builds of the run it waits for, a deadlock.
+            samples = []
+            for _ in range(10):
+                await asyncio.sleep(0.05)
+                samples.append(await _transactions_other_than(conn))
+            assert min(samples) == 0, samples
             assert waiter.poll() is None
             assert (await migrate.status(postgres_url)).state is SchemaState.EMPTY
             await conn.execute(
                 text("SELECT pg_advisory_unlock(:key)"), {"key": migrate.ADVISORY_LOCK_KEY}
             )
-            # An open transaction would hold up the migration's concurrent index builds.
             await conn.commit()
-            output, _ = await asyncio.to_thread(waiter.communicate, timeout=120)
+            rest, _ = await asyncio.to_thread(waiter.communicate, timeout=120)
     finally:
         await holder.dispose()
+    output = waited + rest
     assert waiter.returncode == 0, output
     assert "another process is migrating this database; waiting for it" in output
     assert "applied 0005 " in output
 
 
-async def _waits_for_advisory_lock(conn: AsyncConnection) -> bool:
-    waiting = await conn.execute(
-        text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+def _read_through(stream: IO[str], marker: str) -> str:
+    """Lines of ``stream`` up to and including the first holding ``marker``."""
+    seen = ""
+    for line in stream:
+        seen += line
+        if marker in line:
+            return seen
+    raise AssertionError(f"{marker!r} never came: {seen}")
+
+
+async def _transactions_other_than(conn: AsyncConnection) -> int:
+    found = await conn.execute(
+        text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+        )
     )
-    return bool(waiting.scalar())
+    await conn.commit()
+    return int(found.scalar() or 0)
 
 
 async def test_upgrading_through_an_engine_leaves_its_pool_clean(postgres_url: str) -> None:
