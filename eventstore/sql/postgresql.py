@@ -23,6 +23,7 @@ __all__ = [
     "READ_OPTIONS",
     "REPLAY_AFTER",
     "REPLAY_AFTER_LIMITED",
+    "ROW_LOCKS",
     "STREAM",
     "STREAM_LIMITED",
     "append_events",
@@ -35,6 +36,10 @@ __all__ = [
     "stream_params",
     "upsert",
 ]
+
+#: Row locks: a batch that is not appends only locks its head rows first, sorted (see
+#: ``eventstore.sql.store``), so that two such batches never deadlock.
+ROW_LOCKS = True
 
 #: Reads are single statements: one snapshot each, no BEGIN/COMMIT round trips.
 READ_OPTIONS: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}

@@ -30,6 +30,7 @@ __all__ = [
     "READ_OPTIONS",
     "REPLAY_AFTER",
     "REPLAY_AFTER_LIMITED",
+    "ROW_LOCKS",
     "STREAM",
     "STREAM_LIMITED",
     "append_events",
@@ -74,6 +75,9 @@ async def _connected(connection: aiosqlite.Connection) -> aiosqlite.Connection:
         await asyncio.to_thread(connection._thread.join, 1.0)
         raise
 
+
+#: No row locks: writers are serialised by ``BEGIN IMMEDIATE`` already.
+ROW_LOCKS = False
 
 #: Marks the read-only engine: its connections run each SELECT in autocommit mode.
 READ_OPTIONS: dict[str, Any] = {"eventstore_read": True}

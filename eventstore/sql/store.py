@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, select, true, update
+from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.util import greenlet_spawn
 
 from eventstore.clock import now_ms
@@ -209,6 +210,38 @@ def _unreachable(exc: OSError | PoolTimeoutError) -> StoreUnavailableError:
     return StoreUnavailableError(f"database connection failed: {exc}")
 
 
+def _heads_of(requests: Sequence[WriteRequest]) -> ColumnElement[bool] | None:
+    """The head rows a batch may lock, for locking them all at once, in order.
+
+    The batch's statements lock heads as they go -- a run of appends, a clear, a rerun's
+    appends split around a looked-up row -- so two batches could lock two streams in
+    opposite orders and deadlock. Taking every existing head first, sorted as appends
+    sort them, leaves later statements nothing to wait for but heads they create.
+    Requests with unusable ids are left out: they fail on their own later.
+    """
+    streams: dict[str, set[str]] = {}
+    whole: set[str] = set()
+    for request in requests:
+        try:
+            session_id = check_id("session_id", request.session_id)
+            if isinstance(request, ClearSession):
+                whole.add(session_id)
+            else:
+                streams.setdefault(session_id, set()).add(check_id("stream_id", request.stream_id))
+        except InvalidInputError:
+            continue
+    if not streams and not whole:
+        return None
+    return or_(
+        *(_hd.session_id == session_id for session_id in whole),
+        *(
+            and_(_hd.session_id == session_id, _hd.stream_id.in_(sorted(ids)))
+            for session_id, ids in streams.items()
+            if session_id not in whole
+        ),
+    )
+
+
 def _row_data(row: Sequence[Any], session_id: str, stream_id: str) -> Any:
     """A replay row's decoded data; a row that is not JSON is named, so it can be fixed."""
     try:
@@ -275,6 +308,8 @@ class SqlEventStore(EventStore):
                     if appended is not None:
                         return appended
                 async with self.engine.begin() as conn:
+                    if self._dialect.ROW_LOCKS and (heads := _heads_of(requests)) is not None:
+                        await self._lock_heads(conn, heads)
                     return await self._apply_in(conn, requests, lookup=attempt > 1)
             except IntegrityError as exc:
                 if not self._dialect.is_unique_violation(exc):
