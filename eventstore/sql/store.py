@@ -217,11 +217,14 @@ def _heads_of(requests: Sequence[WriteRequest]) -> ColumnElement[bool] | None:
     appends split around a looked-up row -- so two batches could lock two streams in
     opposite orders and deadlock. Taking every existing head first, sorted as appends
     sort them, leaves later statements nothing to wait for but heads they create.
-    Requests with unusable ids are left out: they fail on their own later.
+    Requests that are not requests, or have unusable ids, are left out: they fail on
+    their own later.
     """
     streams: dict[str, set[str]] = {}
     whole: set[str] = set()
     for request in requests:
+        if not isinstance(request, (StoreEvent, ClearStream, ClearSession, UpdateLastEventId)):
+            continue
         try:
             session_id = check_id("session_id", request.session_id)
             if isinstance(request, ClearSession):
