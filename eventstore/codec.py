@@ -9,6 +9,7 @@ non-ASCII text.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Collection, Sequence
@@ -34,7 +35,8 @@ MAX_CAP = 2**31 - 1
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 # The SQL columns are signed 64-bit integers.
-_MAX_BIGINT = 2**63 - 1
+#: Largest value of a 64-bit signed integer column (and of a read's ``limit``).
+MAX_BIGINT = 2**63 - 1
 
 _compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ascii = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
@@ -238,7 +240,7 @@ def check_timestamp(timestamp: object) -> int | None:
     if (
         isinstance(timestamp, bool)
         or not isinstance(timestamp, int)
-        or not 0 <= timestamp <= _MAX_BIGINT
+        or not 0 <= timestamp <= MAX_BIGINT
     ):
         raise InvalidInputError(
             f"timestamp must be None or epoch milliseconds as an int >= 0, not {timestamp!r}"
@@ -246,11 +248,21 @@ def check_timestamp(timestamp: object) -> int | None:
     return timestamp
 
 
+def check_seconds(name: str, value: object, *, allow_zero: bool, allow_none: bool = False) -> None:
+    """Refuse a duration that is not a finite number of seconds, above 0 (or 0 too)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if value > 0 or (allow_zero and value == 0):
+            return
+    wanted = "a non-negative" if allow_zero else "a positive"
+    prefix = "None or " if allow_none else ""
+    raise InvalidInputError(f"{name} must be {prefix}{wanted} number of seconds, not {value!r}")
+
+
 def check_limit(limit: object) -> int | None:
     """Validate the ``limit`` of a read: ``None`` or a positive ``int``."""
     if limit is None:
         return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _MAX_BIGINT:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BIGINT:
         raise InvalidInputError(f"limit must be None or a positive int below 2**63, not {limit!r}")
     return limit
 
@@ -275,7 +287,7 @@ def check_session_ids(session_ids: object) -> set[str]:
 
 def check_idle_ms(idle_ms: object) -> int:
     """Validate the idle time of ``prune_idle_sessions``: an ``int`` >= 0."""
-    if isinstance(idle_ms, bool) or not isinstance(idle_ms, int) or not 0 <= idle_ms <= _MAX_BIGINT:
+    if isinstance(idle_ms, bool) or not isinstance(idle_ms, int) or not 0 <= idle_ms <= MAX_BIGINT:
         raise InvalidInputError(f"idle_ms must be a non-negative int below 2**63, not {idle_ms!r}")
     return idle_ms
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
@@ -10,6 +9,7 @@ from typing import Any, Protocol
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
 
+from eventstore.codec import check_seconds
 from eventstore.errors import InvalidInputError
 from eventstore.mcp.binding import DEFAULT_WRITE_RETRY_SECONDS, SessionBinding
 from eventstore.mcp.ttl import prune_idle_sessions_every
@@ -97,10 +97,10 @@ def resumable_app(
                 f"store must be an EventStore, a database URL or None, not {type(store).__name__}"
             )
         check_url(store)  # a URL it could never open fails now, not at startup
-    _check_seconds("write_retry_seconds", write_retry_seconds, allow_zero=True)
-    _check_seconds("prune_interval_seconds", prune_interval_seconds, allow_zero=False)
+    check_seconds("write_retry_seconds", write_retry_seconds, allow_zero=True)
+    check_seconds("prune_interval_seconds", prune_interval_seconds, allow_zero=False)
     if idle_ttl_seconds is not None:
-        _check_seconds("idle_ttl_seconds", idle_ttl_seconds, allow_zero=False, allow_none=True)
+        check_seconds("idle_ttl_seconds", idle_ttl_seconds, allow_zero=False, allow_none=True)
     app = server.streamable_http_app(**http_options)
     if idle_ttl_seconds is not None:
         _check_ttl(idle_ttl_seconds, prune_interval_seconds, server.session_manager)
@@ -141,15 +141,6 @@ def resumable_app(
     app.router.lifespan_context = lifespan
     app.state.eventstore_binding = binding
     return app
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool, allow_none: bool = False) -> None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        if value > 0 or (allow_zero and value == 0):
-            return
-    wanted = "a non-negative" if allow_zero else "a positive"
-    prefix = "None or " if allow_none else ""
-    raise InvalidInputError(f"{name} must be {prefix}{wanted} number of seconds, not {value!r}")
 
 
 def _check_ttl(

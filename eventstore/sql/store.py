@@ -21,6 +21,7 @@ from sqlalchemy.util import greenlet_spawn
 from eventstore.clock import now_ms
 from eventstore.codec import (
     DEFAULT_MAX_EVENT_BYTES,
+    MAX_BIGINT,
     check_cap,
     check_id,
     check_idle_ms,
@@ -254,9 +255,6 @@ def _row_data(row: Sequence[Any], session_id: str, stream_id: str) -> Any:
             f"event {row[0]!r} (session {session_id!r}, stream {stream_id!r}, seq {row[1]}) "
             f"holds data that is not JSON ({exc}); fix or delete that row"
         ) from None
-
-
-_MAX_ROWS = 2**63 - 1
 
 
 class SqlEventStore(EventStore):
@@ -593,7 +591,7 @@ class SqlEventStore(EventStore):
         limit = check_limit(limit)
         # The cursor's row comes first, so one row more than ``limit`` -- unless that is
         # past a BIGINT, more rows than any stream can hold anyway.
-        if limit is None or limit >= _MAX_ROWS:
+        if limit is None or limit >= MAX_BIGINT:
             rows = await self._fetch(self._dialect.REPLAY_AFTER, params)
         else:
             rows = await self._fetch(self._dialect.REPLAY_AFTER_LIMITED, [*params, limit + 1])

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, overload
 
-from eventstore.codec import check_id
+from eventstore.codec import check_id, check_seconds
 from eventstore.errors import InvalidInputError, StoreClosedError, StoreUnavailableError
 from eventstore.events import StoredEvent
 from eventstore.requests import (
@@ -116,11 +115,11 @@ class PersistenceWorker:
             raise InvalidInputError(f"store must be an EventStore, not {type(store).__name__}")
         _check_count("max_queue", max_queue, None)
         _check_count("max_batch", max_batch, MAX_BATCH_LIMIT)
-        _check_seconds("max_delay", max_delay)
-        _check_seconds("retry_timeout", retry_timeout)
+        check_seconds("max_delay", max_delay, allow_zero=True)
+        check_seconds("retry_timeout", retry_timeout, allow_zero=True)
         # A zero first wait would double to zero: retries with no pause at all.
-        _check_seconds("retry_initial", retry_initial, positive=True)
-        _check_seconds("retry_max", retry_max)
+        check_seconds("retry_initial", retry_initial, allow_zero=False)
+        check_seconds("retry_max", retry_max, allow_zero=True)
         if retry_max < retry_initial:
             raise InvalidInputError(
                 f"retry_max ({retry_max}) must be at least retry_initial ({retry_initial})"
@@ -354,18 +353,6 @@ class PersistenceWorker:
         if left:
             log.error("persistence worker stopped with %d request(s) unconfirmed", len(left))
         self._mark_settled(left)
-
-
-def _check_seconds(name: str, value: object, *, positive: bool = False) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-        or (positive and value == 0)
-    ):
-        kind = "a positive" if positive else "a non-negative"
-        raise InvalidInputError(f"{name} must be {kind} finite number of seconds, not {value!r}")
 
 
 def _check_count(name: str, value: object, upper: int | None) -> None:
