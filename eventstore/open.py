@@ -13,7 +13,7 @@ from eventstore.codec import DEFAULT_MAX_EVENT_BYTES, check_cap, check_max_event
 from eventstore.config import default_url
 from eventstore.errors import InvalidInputError, SchemaError, StoreUnavailableError
 from eventstore.memory import InMemoryEventStore
-from eventstore.migrate import SchemaState, SchemaStatus, upgrade_if_empty
+from eventstore.migrate import SchemaState, upgrade_if_empty
 from eventstore.migrate import status as schema_status
 from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
 from eventstore.sql.store import SqlEventStore, database_error
@@ -133,17 +133,16 @@ async def _prepare(store: SqlEventStore, create: bool) -> None:
     lock, once the other's run is over.
     """
     try:
-        try:
-            found: SchemaStatus | None = await schema_status(store.engine)
-        except StoreUnavailableError:
-            if not create:
-                raise
-            found = None
-        if found is not None and found.state is SchemaState.CURRENT:
-            return
         if not create:
-            assert found is not None
-            raise SchemaError(found.problem())
+            found = await schema_status(store.engine)
+            if found.state is not SchemaState.CURRENT:
+                raise SchemaError(found.problem())
+            return
+        try:
+            if (await schema_status(store.engine)).state is SchemaState.CURRENT:
+                return
+        except StoreUnavailableError:
+            pass  # this look deadlocked with another's migration: look again under its lock
         await upgrade_if_empty(store.engine)
     except DBAPIError as exc:
         raise database_error(exc, "cannot open the database") from exc
