@@ -15,7 +15,11 @@ from eventstore.mcp.adapter import SessionEventStore
 from eventstore.mcp.reattach import StreamAttachments
 from eventstore.store import EventStore
 from eventstore.worker import PersistenceWorker
-from eventstore.worker.retry import OutageRetrier
+from eventstore.worker.retry import (
+    DEFAULT_INITIAL_SECONDS,
+    DEFAULT_MAXIMUM_SECONDS,
+    OutageRetrier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,11 @@ class SessionBinding:
         self.clear_on_delete = clear_on_delete
         # Shared by every session: the deadline is the outage's, not one write's. Used by
         # the writes that do not go through a worker (which has its own).
-        self._retrier = OutageRetrier(timeout=write_retry_seconds, initial=0.05, maximum=2.0)
+        self._retrier = OutageRetrier(
+            timeout=write_retry_seconds,
+            initial=DEFAULT_INITIAL_SECONDS,
+            maximum=DEFAULT_MAXIMUM_SECONDS,
+        )
         self._sessions: dict[str, SessionEventStore] = {}
 
     def adapter(self, session_id: str) -> SessionEventStore | None:

@@ -23,7 +23,11 @@ from eventstore.requests import (
 from eventstore.store import EventStore
 from eventstore.worker.queue import BatchQueue
 from eventstore.worker.requests import Flush, PersistenceRequest, StreamKey, stream_key
-from eventstore.worker.retry import OutageRetrier
+from eventstore.worker.retry import (
+    DEFAULT_INITIAL_SECONDS,
+    DEFAULT_MAXIMUM_SECONDS,
+    OutageRetrier,
+)
 from eventstore.worker.stats import StatsRecorder, WorkerStats
 
 log = logging.getLogger("eventstore.worker")
@@ -108,8 +112,8 @@ class PersistenceWorker:
         max_batch: int = 1_000,
         max_delay: float = 0.0,
         retry_timeout: float = 30.0,
-        retry_initial: float = 0.05,
-        retry_max: float = 2.0,
+        retry_initial: float = DEFAULT_INITIAL_SECONDS,
+        retry_max: float = DEFAULT_MAXIMUM_SECONDS,
     ) -> None:
         if not isinstance(store, EventStore):
             raise InvalidInputError(f"store must be an EventStore, not {type(store).__name__}")

@@ -18,6 +18,10 @@ from eventstore.errors import StoreUnavailableError
 
 log = logging.getLogger("eventstore.worker")
 
+#: Default backoff: the first wait's bound and the largest wait, in seconds.
+DEFAULT_INITIAL_SECONDS = 0.05
+DEFAULT_MAXIMUM_SECONDS = 2.0
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
