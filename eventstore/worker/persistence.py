@@ -140,6 +140,7 @@ class PersistenceWorker:
             on_retry=self._count_retry,
         )
         self._task: asyncio.Task[None] | None = None
+        self._reported_closed_store = False
         # Read-your-writes bookkeeping: queue numbers up to _settled are settled, and
         # _last_write holds the number of the newest unsettled write per stream.
         self._settled = 0
@@ -286,7 +287,11 @@ class PersistenceWorker:
             (entry.future, entry.request) for entry in batch if not isinstance(entry.request, Flush)
         ]
         if writes:
-            outcomes = await self._apply_isolated([request for _, request in writes])
+            self._stats.committing = len(writes)
+            try:
+                outcomes = await self._apply_isolated([request for _, request in writes])
+            finally:
+                self._stats.committing = 0
             for (future, _), outcome in zip(writes, outcomes, strict=True):
                 self._settle(future, outcome)
         for entry in batch:
@@ -300,7 +305,13 @@ class PersistenceWorker:
             results = await self._retrier.call(self.store.apply, requests)
         except (StoreUnavailableError, StoreClosedError) as exc:
             # Unavailable past the retry deadline, or closed: nothing any request did.
-            log.error("%d request(s) failed: %s", len(requests), exc)
+            if isinstance(exc, StoreClosedError):
+                # Every later batch fails the same way: one line says it for all.
+                if not self._reported_closed_store:
+                    log.error("the store is closed; queued requests fail: %s", exc)
+                    self._reported_closed_store = True
+            else:
+                log.error("%d request(s) failed: %s", len(requests), exc)
             return [_copy_error(exc) for _ in requests]
         except Exception as exc:
             return await self._split(requests, exc)
@@ -352,6 +363,8 @@ class PersistenceWorker:
             "committed (it may or may not have been)"
         )
         for entry in left:
+            if entry.key is not None:
+                self._stats.failed += 1
             if not entry.future.done():
                 entry.future.set_exception(_copy_error(error))
         if left:

@@ -17,7 +17,10 @@ class WorkerStats:
     Counts of requests: ``submitted`` were accepted into the queue, ``committed``
     succeeded, ``failed`` ended with an error (their own, or the database's after the
     retry deadline); ``queued`` wait in the queue now and ``queue_high_water`` is the
-    most that ever waited at once (never above ``max_queue``). ``retries`` counts
+    most that ever waited at once (never above ``max_queue``); ``committing`` were taken
+    from the queue into the transaction under way (or its retries) and have no outcome
+    yet. So ``submitted == committed + failed + committing + queued`` (less any
+    ``Flush`` barriers, which are queued but not counted as submitted). ``retries`` counts
     transactions rerun after a transient database error. ``batches`` counts
     transactions that committed, ``largest_batch`` and ``mean_batch_size`` their request
     counts; ``commit_seconds_p50``/``_p99``/``_max`` describe how long those
@@ -27,6 +30,7 @@ class WorkerStats:
     queued: int
     queue_high_water: int
     max_queue: int
+    committing: int
     submitted: int
     committed: int
     failed: int
@@ -44,6 +48,7 @@ class StatsRecorder:
 
     def __init__(self) -> None:
         self.submitted = 0
+        self.committing = 0
         self.committed = 0
         self.failed = 0
         self.retries = 0
@@ -71,6 +76,7 @@ class StatsRecorder:
             queued=queued,
             queue_high_water=queue_high_water,
             max_queue=max_queue,
+            committing=self.committing,
             submitted=self.submitted,
             committed=self.committed,
             failed=self.failed,

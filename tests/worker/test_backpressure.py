@@ -49,6 +49,11 @@ async def test_stalled_database_bounds_queue_and_memory(sql_url: str) -> None:
         # Blocked for two seconds: not one more request was accepted, memory stayed flat.
         assert stalled.submitted == filled.submitted
         assert stalled.queued == MAX_QUEUE
+        # The batch the worker holds is neither queued nor settled: it is counted apart.
+        assert stalled.committing == 100
+        assert stalled.submitted == (
+            stalled.committed + stalled.failed + stalled.committing + stalled.queued
+        )
         assert growth < 256 * 1024, f"memory grew by {growth} bytes while stalled"
 
         await asyncio.sleep(0.2)  # the database is back: the producers make progress
@@ -59,5 +64,6 @@ async def test_stalled_database_bounds_queue_and_memory(sql_url: str) -> None:
         assert stats.submitted > filled.submitted
         assert stats.queue_high_water == MAX_QUEUE
         assert stats.committed == stats.submitted and stats.failed == 0
+        assert stats.committing == 0
         stored = sum([len(await store.get_stream_events("s", f"st{p}")) for p in range(8)])
         assert stored == stats.submitted

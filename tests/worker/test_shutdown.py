@@ -74,5 +74,29 @@ async def test_a_cancelled_worker_releases_its_waiters() -> None:
     with pytest.raises(StoreClosedError):
         await future
     assert await asyncio.wait_for(reader, 1) == []
+    stats = worker.stats
+    assert (stats.submitted, stats.failed, stats.committing, stats.queued) == (1, 1, 0, 0)
     with pytest.raises(StoreClosedError):
         await worker.store_event("s", "a", "e2", 2)
+
+
+async def test_store_closed_under_a_busy_worker_fails_the_rest_with_one_log_line(
+    sql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await open_store(sql_url)
+    worker = PersistenceWorker(store, max_batch=50)
+    futures = [await worker.submit(StoreEvent("s", f"st{i % 7}", f"e{i}", i)) for i in range(2_000)]
+    await asyncio.sleep(0)
+    with caplog.at_level("ERROR", logger="eventstore.worker"):
+        await store.close()
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        await worker.close()
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    assert failed and all(isinstance(o, StoreClosedError) for o in failed)
+    # Committed ones come first: the worker commits in order and stops at the close.
+    assert all(isinstance(o, StoredEvent) for o in outcomes[: len(outcomes) - len(failed)])
+    assert [r.getMessage() for r in caplog.records] == [
+        "the store is closed; queued requests fail: this SqlEventStore is closed"
+    ]
+    stats = worker.stats
+    assert (stats.committed, stats.failed) == (len(outcomes) - len(failed), len(failed))
