@@ -153,9 +153,15 @@ class SessionEventStore(SdkEventStore):
             # Nothing can resume this stream (or the session) any more; writing on
             # would only make its live messages wait for the database.
             return event_id
-        request = StoreEvent(
-            self.session_id, key, event_id, None if message is None else _wire_json(message)
-        )
+        try:
+            data = None if message is None else _wire_json(message)
+        except ValueError as exc:
+            # A message pydantic cannot serialise (a lone surrogate in a string): the
+            # transport fails to send it too, but that fails one call, while an error
+            # raised here would stop the router of the whole session.
+            self._lose(key, event_id, exc)
+            return event_id
+        request = StoreEvent(self.session_id, key, event_id, data)
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self.stored_any = True
         handed_to_worker = accounted = False
@@ -169,7 +175,7 @@ class SessionEventStore(SdkEventStore):
                 self._record(key, stored)
             accounted = True
         except EventStoreError as exc:
-            self._lose(request, exc)
+            self._lose(key, event_id, exc)
             accounted = True
         finally:
             if not accounted:
@@ -216,7 +222,7 @@ class SessionEventStore(SdkEventStore):
         if error is None:
             self._record(request.stream_id, queued.result())
         else:
-            self._lose(request, error)
+            self._lose(request.stream_id, request.event_id, error)
         self._settle(request.stream_id)
 
     def _settle(self, key: str) -> None:
@@ -236,18 +242,18 @@ class SessionEventStore(SdkEventStore):
                 drained = self._drained[key] = asyncio.Event()
             await drained.wait()
 
-    def _lose(self, request: StoreEvent, error: BaseException) -> None:
-        if request.stream_id in self._broken:
+    def _lose(self, key: str, event_id: str, error: BaseException) -> None:
+        if key in self._broken:
             # An outage fails every queued write at once: one warning per stream.
-            log.debug("session %s: also lost event %s", self.session_id, request.event_id)
+            log.debug("session %s: also lost event %s", self.session_id, event_id)
             return
-        self._broken.add(request.stream_id)
+        self._broken.add(key)
         log.warning(
             "session %s: could not store event %s of stream %r; the stream can no longer "
             "be resumed: %s",
             self.session_id,
-            request.event_id,
-            request.stream_id,
+            event_id,
+            key,
             error,
         )
 

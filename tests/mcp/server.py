@@ -16,8 +16,9 @@ def build_test_server(conductor: Conductor, **http_options: Any) -> tuple[Any, d
 
     ``http_options`` (``session_idle_timeout=...``) go where the installed SDK takes them.
 
-    * ``count(label, steps, pause_after=0)`` -- progress ``"<label>: step i of n"``;
-      after step ``pause_after`` (if not 0) waits for the conductor's ``resume``.
+    * ``count(label, steps, pause_after=0, unencodable=False)`` -- progress
+      ``"<label>: step i of n"``; after step ``pause_after`` (if not 0) waits for the
+      conductor's ``resume``; ``unencodable`` ends each text with a lone surrogate.
     * ``poll(label, steps, close_after)`` -- like ``count``, pausing after
       ``close_after``; on resume it closes its own SSE stream (SEP-1699 polling,
       ``ctx.close_sse_stream()``) and goes on.
@@ -32,10 +33,14 @@ def build_test_server(conductor: Conductor, **http_options: Any) -> tuple[Any, d
     )
     context = context_type()
 
-    async def count(label: str, steps: int, pause_after: int = 0, ctx: Any = None) -> str:
+    async def count(
+        label: str, steps: int, pause_after: int = 0, unencodable: bool = False, ctx: Any = None
+    ) -> str:
         call = _record(conductor, label, ctx)
+        # A lone surrogate: a message neither the store nor the wire can encode.
+        tail = "\ud800" if unencodable else ""
         for step in range(1, steps + 1):
-            await ctx.report_progress(step, steps, f"{label}: step {step} of {steps}")
+            await ctx.report_progress(step, steps, f"{label}: step {step} of {steps}{tail}")
             if step == pause_after:
                 call.paused.set()
                 await call.resume.wait()

@@ -204,6 +204,22 @@ async def test_a_failed_write_makes_its_stream_unresumable_not_gappy(
         assert len(sent.sent) == 1
 
 
+async def test_a_message_that_cannot_be_serialised_is_lost_not_raised(
+    session_store: Callable[[str], SessionEventStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    adapter = session_store("s")
+    first = await adapter.store_event("1", progress(1))
+    with caplog.at_level(logging.WARNING, logger="eventstore.mcp"):
+        # Raising here would stop the SDK's router for every later message of the session.
+        lost = await adapter.store_event("1", progress(2, "lone \ud800"))
+    assert lost.endswith(".1")
+    assert "can no longer be resumed" in caplog.text
+    assert await adapter.replay_events_after(first, Collector()) is None
+    other = await adapter.store_event("2", progress(1))
+    await settled(adapter)
+    assert await adapter.replay_events_after(other, Collector()) == "2"
+
+
 async def test_a_stored_event_that_is_not_a_message_makes_the_replay_refuse(
     store: EventStore,
 ) -> None:

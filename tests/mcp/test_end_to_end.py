@@ -219,6 +219,23 @@ async def test_events_are_stored_under_the_real_session_id(harness: Harness) -> 
     assert await harness.store.get_stream_events(session.session_id, "0")
 
 
+async def test_a_message_that_cannot_be_serialised_fails_its_call_not_the_session(
+    harness: Harness,
+) -> None:
+    session: RawSession = await harness.raw_session()
+    # A lone surrogate in the tool's progress text: pydantic cannot encode the message,
+    # for the store or for the wire. The SDK fails that call's stream; the session lives.
+    failed = await asyncio.wait_for(
+        session.call_tool(1, "count", label="bad", steps=2, unencodable=True), 10
+    )
+    assert not any(event.is_response for event in failed)
+    events = await asyncio.wait_for(session.call_tool(2, "count", label="after", steps=2), 10)
+    assert texts(events) == ["after: step 1 of 2", "after: step 2 of 2"]
+    assert events[-1].is_response
+    await harness.settled()
+    assert len(await harness.store.get_stream_events(session.session_id, "2")) == 4
+
+
 @pytest.mark.parametrize("group_commit", [True, False], ids=["group commit", "direct"])
 async def test_writes_ride_out_a_postgresql_restart_mid_call(
     postgres_server: PostgresServer, postgres_url: str, group_commit: bool
