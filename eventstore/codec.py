@@ -33,6 +33,10 @@ MAX_NESTING = 256
 MAX_CAP = 2**31 - 1
 #: Default largest accepted JSON encoding of ``data``, in UTF-8 bytes (16 MiB).
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+#: The most ``max_event_bytes`` may be (256 MiB): well inside what one value may hold
+#: in SQLite (1e9 bytes) and in one PostgreSQL protocol message (1 GiB), so an event
+#: the store accepts is one every backend can write.
+MAX_EVENT_BYTES_LIMIT = 256 * 1024 * 1024
 
 # The SQL columns are signed 64-bit integers.
 #: Largest value of a 64-bit signed integer column (and of a read's ``limit``).
@@ -293,9 +297,17 @@ def check_idle_ms(idle_ms: object) -> int:
 
 
 def check_max_event_bytes(limit: object) -> int:
-    """Validate a store's ``max_event_bytes``: an ``int`` of at least 1."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInputError(f"max_event_bytes must be an int >= 1, not {limit!r}")
+    """Validate a store's ``max_event_bytes``: an ``int`` from 1 to
+    :data:`MAX_EVENT_BYTES_LIMIT`."""
+    if (
+        isinstance(limit, bool)
+        or not isinstance(limit, int)
+        or not 1 <= limit <= MAX_EVENT_BYTES_LIMIT
+    ):
+        raise InvalidInputError(
+            f"max_event_bytes must be an int from 1 to {MAX_EVENT_BYTES_LIMIT} "
+            f"(256 MiB), not {limit!r}"
+        )
     return limit
 
 

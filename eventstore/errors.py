@@ -69,8 +69,12 @@ class StoreClosedError(EventStoreError):
 class StoreUnavailableError(EventStoreError):
     """The database could not be reached or failed transiently (connection lost, busy).
 
-    Nothing was committed by the failed call. It is safe to retry: stores are idempotent
-    on ``(session_id, event_id)``.
+    Retry the same call. Almost always nothing was committed. The exception is a
+    connection lost while its COMMIT was under way: the write may have committed without
+    the store hearing back. A retry of the same events is still safe, because stores are
+    idempotent on ``(session_id, event_id)``: an event already there is returned as
+    stored. One case stays: if the per-stream cap trimmed that event between the lost
+    COMMIT and the retry, its id is free again and the retry appends it once more.
     """
 
 

@@ -194,14 +194,15 @@ async def append_events(
 
 async def append_in_transaction(
     pooled: PoolProxiedConnection,
-    counts: StreamCounts,
-    rows: AppendRows,
+    statements: list[tuple[StreamCounts, AppendRows]],
     now: int,
-) -> dict[tuple[str, str], int]:
-    """:func:`append_events` in a transaction of its own, on a pooled connection's asyncpg.
+) -> list[dict[tuple[str, str], int]]:
+    """:func:`append_events` for each of ``statements``, in one transaction of its own, on
+    a pooled connection's asyncpg; the heads after each.
 
-    BEGIN, :data:`APPEND`, COMMIT, with asyncpg's own prepared statement: SQLAlchemy's
-    transaction and adapted cursor cost as much again as the three round trips. A
+    BEGIN, :data:`APPEND` (once per part), COMMIT, with asyncpg's own prepared
+    statement: SQLAlchemy's transaction and adapted cursor cost as much again as the
+    three round trips. A
     failure is rolled back and raised as :func:`fetch` raises it; one that could not be
     rolled back says the connection is gone, so it never goes back to the pool inside
     a transaction. (Plain BEGIN and COMMIT, not asyncpg's Transaction: a connection on
@@ -211,14 +212,19 @@ async def append_in_transaction(
     assert driver is not None
     try:
         await driver.execute("BEGIN")
-        found = await driver.fetch(APPEND, *_append_params(counts, rows, now))
+        found = [
+            await driver.fetch(APPEND, *_append_params(counts, rows, now))
+            for counts, rows in statements
+        ]
         await driver.execute("COMMIT")
     except Exception as exc:
         error = _driver_error(APPEND, None, exc)
         if not await _rolled_back(driver):
             error.connection_invalidated = True
         raise error from exc
-    return {(session_id, stream_id): last for session_id, stream_id, last in found}
+    return [
+        {(session_id, stream_id): last for session_id, stream_id, last in part} for part in found
+    ]
 
 
 async def _rolled_back(driver: Any) -> bool:

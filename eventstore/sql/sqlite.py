@@ -167,13 +167,13 @@ async def append_events(
 
 async def append_in_transaction(
     pooled: PoolProxiedConnection,
-    counts: StreamCounts,
-    rows: AppendRows,
+    statements: list[tuple[StreamCounts, AppendRows]],
     now: int,
-) -> dict[tuple[str, str], int]:
-    """:func:`append_events` in a transaction of its own, on a pooled connection's driver.
+) -> list[dict[tuple[str, str], int]]:
+    """:func:`append_events` for each of ``statements``, in one transaction of its own, on
+    a pooled connection's driver; the heads after each.
 
-    ``BEGIN IMMEDIATE``, the two statements, ``COMMIT``: four thread hops, the raw
+    ``BEGIN IMMEDIATE``, the two statements (per part), ``COMMIT``: four thread hops, the raw
     driver's own minimum, where SQLAlchemy's transaction added its own per call. A
     failure rolls back before it is raised.
     """
@@ -182,7 +182,9 @@ async def append_in_transaction(
     statement = BEGIN
     try:
         await driver.execute(BEGIN)
-        heads = await _reserve_and_insert(driver, counts, rows, now)
+        heads = [
+            await _reserve_and_insert(driver, counts, rows, now) for counts, rows in statements
+        ]
         statement = "COMMIT"
         await driver.commit()
     except sqlite3.Error as exc:

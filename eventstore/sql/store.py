@@ -68,6 +68,10 @@ _DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
 _INTEGRITY_RERUNS = 4
 # Keeps expanding IN lists well below SQLite's and asyncpg's parameter limits.
 _LOOKUP_CHUNK = 500
+# Characters of event data one append statement carries at most (so at most 256 MiB of
+# UTF-8): a PostgreSQL protocol message, and the data array in it, may not pass 1 GiB.
+# A batch with more is appended by several statements, in its one transaction.
+_STATEMENT_DATA_CHARS = 64 * 1024 * 1024
 
 _ev = events.c
 _hd = event_streams.c
@@ -118,6 +122,24 @@ class _Pending:
     data: Any
     text: str
     timestamp: int | None
+
+
+def _statements(fresh: list[_Pending]) -> list[list[_Pending]]:
+    """``fresh`` in order, cut where a statement's data would pass _STATEMENT_DATA_CHARS.
+
+    Nearly always one part. Parts after the first lock their heads after the first's,
+    not in one sorted order: two such batches at once may deadlock, which PostgreSQL
+    breaks by failing one (StoreUnavailableError, and the worker reruns it).
+    """
+    parts: list[list[_Pending]] = [[]]
+    size = 0
+    for item in fresh:
+        if parts[-1] and size + len(item.text) > _STATEMENT_DATA_CHARS:
+            parts.append([])
+            size = 0
+        parts[-1].append(item)
+        size += len(item.text)
+    return parts
 
 
 def _append_rows(fresh: list[_Pending], now: int) -> tuple[StreamCounts, AppendRows]:
@@ -344,10 +366,12 @@ class SqlEventStore(EventStore):
             return None
         if fresh:
             now = now_ms()
-            counts, rows = _append_rows(fresh, now)
+            parts = _statements(fresh)
+            statements = [_append_rows(part, now) for part in parts]
             async with self._driver(writing=True) as pooled:
-                heads = await self._dialect.append_in_transaction(pooled, counts, rows, now)
-            _fill_appended(fresh, rows, heads, results)
+                heads = await self._dialect.append_in_transaction(pooled, statements, now)
+            for part, (_, rows), part_heads in zip(parts, statements, heads, strict=True):
+                _fill_appended(part, rows, part_heads, results)
         return results
 
     async def _apply_in(
@@ -535,10 +559,10 @@ class SqlEventStore(EventStore):
     async def _append_fresh(
         self, conn: AsyncConnection, fresh: list[_Pending], results: list[ApplyResult], now: int
     ) -> None:
-        if fresh:
-            counts, rows = _append_rows(fresh, now)
+        for part in _statements(fresh) if fresh else []:
+            counts, rows = _append_rows(part, now)
             heads = await self._dialect.append_events(conn, counts, rows, now)
-            _fill_appended(fresh, rows, heads, results)
+            _fill_appended(part, rows, heads, results)
 
     async def _existing(
         self, conn: AsyncConnection, pending: list[_Pending]
@@ -787,8 +811,19 @@ class SqlEventStore(EventStore):
             select(settings.c.max_events_per_stream).where(settings.c.id == 1).with_for_update()
         )
         row = current.first()
-        if (None if row is None else row[0]) == limit:
+        old = None if row is None else row[0]
+        if old == limit:
             return False
+        # Every process on this database goes by the new cap at once: a replica started
+        # with a smaller one than its peers trims their streams too.
+        lowered = old is not None and limit is not None and limit < old
+        log.log(
+            logging.WARNING if lowered else logging.INFO,
+            "store-wide max_events_per_stream changed from %s to %s, for every process "
+            "using this database",
+            "unlimited" if old is None else old,
+            "unlimited" if limit is None else limit,
+        )
         if self._dialect.LOCK_FOR_STORE_WIDE_CAP is not None:
             await conn.exec_driver_sql(self._dialect.LOCK_FOR_STORE_WIDE_CAP)
         statement = self._dialect.upsert(settings).values(id=1, max_events_per_stream=limit)

@@ -19,6 +19,7 @@ from eventstore import (
     EventStoreError,
     InvalidInputError,
     SqlEventStore,
+    StoredEvent,
     StoreEvent,
     UpdateLastEventId,
     open_store,
@@ -54,6 +55,31 @@ async def test_events_and_cap_survive_reopening(sql_url: str) -> None:
         assert [e.id for e in await store.get_stream_events("s", "a")] == ["e1", "e2"]
         await store.store_event("s", "a", "e3", 3)
         assert [e.seq for e in await store.get_stream_events("s", "a")] == [3, 4]
+
+
+async def test_a_process_that_changes_the_shared_cap_says_so(
+    sql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="eventstore.sql.store"):
+        async with open_store(sql_url, max_events_per_stream=1000):
+            pass
+        async with open_store(sql_url, max_events_per_stream=1000):
+            pass  # unchanged: nothing to say
+        async with open_store(sql_url, max_events_per_stream=5):
+            pass
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert said == [
+        (
+            "INFO",
+            "store-wide max_events_per_stream changed from unlimited to 1000, for every "
+            "process using this database",
+        ),
+        (
+            "WARNING",
+            "store-wide max_events_per_stream changed from 1000 to 5, for every process "
+            "using this database",
+        ),
+    ]
 
 
 async def test_the_trigger_caps_a_manual_insert(sql_url: str) -> None:
@@ -227,3 +253,25 @@ async def test_a_write_cancelled_waiting_for_the_sqlite_lock_leaves_nothing_behi
             probe.close()
         assert (await store.store_event("s", "a", "e2", 2)).seq == 1
         assert [e.id for e in await store.get_stream_events("s", "a")] == ["e2"]
+
+
+@pytest.mark.parametrize("general_path", [False, True], ids=["appends", "general"])
+async def test_a_batch_with_more_data_than_one_statement_carries_is_split_in_one_transaction(
+    sql_url: str, monkeypatch: pytest.MonkeyPatch, general_path: bool
+) -> None:
+    # The real bound is 64 Mi characters (a PostgreSQL message may not pass 1 GiB; see
+    # test_a_worker_batch_over_a_gibibyte_commits); lowered, the split is cheap to check.
+    monkeypatch.setattr("eventstore.sql.store._STATEMENT_DATA_CHARS", 100)
+    async with open_store(sql_url, max_events_per_stream=5) as store:
+        batch: list[Any] = [
+            StoreEvent("s", f"st{i % 3}", f"e{i}", "x" * (10 + i)) for i in range(30)
+        ]
+        if general_path:
+            batch.append(ClearStream("s", "gone"))  # not appends only: the general path
+        results = await store.apply(batch)
+        assert all(isinstance(r, StoredEvent) or r == 0 for r in results), results
+        for st in range(3):
+            events = await store.get_stream_events("s", f"st{st}")
+            assert [e.id for e in events] == [f"e{i}" for i in range(st, 30, 3)][-5:]
+            assert [e.seq for e in events] == list(range(6, 11))
+            assert [r.seq for r in results[st:30:3]] == list(range(1, 11))

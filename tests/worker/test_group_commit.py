@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from eventstore import PersistenceWorker, StoreEvent, open_store
 
 PRODUCERS = 64
@@ -43,3 +45,21 @@ async def test_64_producers_500_events_200_streams(sql_url: str) -> None:
     # Group commit happened: far fewer transactions than events.
     assert stats.largest_batch > 1
     assert stats.batches < total / 8
+
+
+@pytest.mark.slow
+async def test_a_worker_batch_over_a_gibibyte_commits(sql_url: str) -> None:
+    """70 events of 15 MiB (each within the default max_event_bytes) queued at once: one
+    batch of 1.05 GiB, more than one PostgreSQL message may carry. It commits, as
+    several statements in one transaction, instead of failing as an outage."""
+    payload = "z" * (15 * 1024 * 1024)
+    async with open_store(sql_url) as store:
+        async with PersistenceWorker(store, retry_timeout=5) as worker:
+            futures = [
+                await worker.submit(StoreEvent("s", "big", f"e{i}", payload)) for i in range(70)
+            ]
+            stored = await asyncio.gather(*futures)
+        assert [e.seq for e in stored] == list(range(1, 71))
+        assert worker.stats.batches == 1 and worker.stats.retries == 0
+        events = await store.get_stream_events("s", "big", limit=3)
+        assert [e.seq for e in events] == [1, 2, 3] and events[0].data == payload
