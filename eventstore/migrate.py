@@ -51,13 +51,18 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, func, inspect, pool, select, table, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventstore.config import default_url
 from eventstore.errors import EventStoreError, InvalidInputError, SchemaError, StoreUnavailableError
 from eventstore.migrations import LEGACY_BASELINE, SCRIPT_LOCATION, VERSION_TABLE
 from eventstore.migrations.steps import Options, parse_duration_ms
-from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
+from eventstore.sql.engine import (
+    async_engine,
+    create_engine,
+    ensure_sqlite_directory,
+    normalize_url,
+)
 from eventstore.sql.store import database_error
 
 __all__ = [
@@ -379,7 +384,7 @@ async def _connect(
     else:
         url = _target_url(target)
         if read_only:
-            engine = create_async_engine(_read_only(url), poolclass=pool.NullPool)
+            engine = async_engine(_read_only(url), {"poolclass": pool.NullPool})
         else:
             try:
                 ensure_sqlite_directory(url)

@@ -9,7 +9,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from eventstore.errors import InvalidInputError
+from eventstore.errors import EventStoreError, InvalidInputError
 from eventstore.sql import postgresql, sqlite
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -76,7 +76,7 @@ def create_engine(
         )
     # Unless the caller chose pool_pre_ping, only connections left idle are pinged.
     explicit_pre_ping = "pool_pre_ping" in engine_options
-    engine = _create(parsed, engine_options)
+    engine = async_engine(parsed, engine_options)
     postgresql.configure_engine(
         engine, ping_idle_after=None if explicit_pre_ping else postgresql.PING_IDLE_SECONDS
     )
@@ -103,7 +103,7 @@ def _sqlite_engine(
         "async_creator_fn": sqlite.connect_driver,
         **engine_options.get("connect_args", {}),
     }
-    engine = _create(url, engine_options)
+    engine = async_engine(url, engine_options)
     sqlite.configure_engine(
         engine,
         busy_timeout_ms=busy_timeout_ms,
@@ -113,9 +113,21 @@ def _sqlite_engine(
     return engine
 
 
-def _create(url: URL, options: dict[str, Any]) -> AsyncEngine:
+# The extra that brings each driver (aiosqlite is a base dependency).
+_EXTRAS = {"asyncpg": "postgres"}
+
+
+def async_engine(url: URL, options: dict[str, Any]) -> AsyncEngine:
+    """SQLAlchemy's ``create_async_engine``, with its errors as :mod:`eventstore.errors`:
+    a missing driver names the extra that installs it, a bad option is refused by name."""
     try:
         return create_async_engine(url, **options)
+    except ModuleNotFoundError as exc:
+        # SQLAlchemy imports the driver here; without it, a traceback would be all.
+        hint = f": pip install 'mcp-eventstore[{_EXTRAS[exc.name]}]'" if exc.name in _EXTRAS else ""
+        raise EventStoreError(
+            f"{url.get_backend_name()} needs the {exc.name} driver, which is not installed{hint}"
+        ) from None
     except (TypeError, ValueError, ArgumentError) as exc:
         # SQLAlchemy names the options it does not know, or the value it refused.
         raise InvalidInputError(f"unusable store option: {exc}") from None

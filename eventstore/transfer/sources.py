@@ -28,10 +28,9 @@ from typing import Any, cast
 from sqlalchemy import column, inspect, select, table
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from eventstore.errors import InvalidInputError, StoreUnavailableError
-from eventstore.sql.engine import normalize_url
+from eventstore.sql.engine import async_engine, normalize_url
 from eventstore.transfer.records import Reject, SourceEvent, dumps_line, parse_line, parse_row
 from eventstore.transfer.streaming import read_errors, what_failed
 from eventstore.transfer.threads import in_thread
@@ -191,7 +190,7 @@ class EventsTable(Source):
         return self.url.set(database=f"file:{path}", query={"mode": "ro", "uri": "true"})
 
     async def read(self, max_event_bytes: int) -> AsyncIterator[Chunk]:
-        engine = create_async_engine(self._read_only_url())
+        engine = async_engine(self._read_only_url(), {})
         failures = read_errors(engine.dialect.name)
         try:
             async with engine.connect() as conn:
@@ -230,7 +229,7 @@ class EventsTable(Source):
 async def _table_originals(
     table_source: EventsTable, positions: Iterator[int]
 ) -> AsyncIterator[Originals]:
-    engine = create_async_engine(table_source._read_only_url())
+    engine = async_engine(table_source._read_only_url(), {})
     try:
         async with engine.connect() as conn:
             if conn.dialect.name == "postgresql":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -102,3 +104,30 @@ async def test_sqlite_file_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     names = {p.name for p in tmp_path.iterdir()}  # noqa: ASYNC240
     assert "by-uri.db" in names
     assert {name for name in names if not name.startswith("by-uri.db")} == set()
+
+
+async def test_a_missing_driver_names_the_extra_that_brings_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if not installed
+    with pytest.raises(EventStoreError) as raised:
+        await open_store("postgresql://user@127.0.0.1:1/db")
+    assert str(raised.value) == (
+        "postgresql needs the asyncpg driver, which is not installed: "
+        "pip install 'mcp-eventstore[postgres]'"
+    )
+
+
+def test_the_cli_says_a_missing_driver_in_one_line() -> None:
+    cli = "import sys; sys.modules['asyncpg'] = None; from eventstore.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", cli, "info", "--url", "postgresql://user@127.0.0.1:1/db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "Error: postgresql needs the asyncpg driver, which is not installed: "
+        "pip install 'mcp-eventstore[postgres]'"
+    ]
