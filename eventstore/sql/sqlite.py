@@ -12,7 +12,7 @@ from typing import Any
 import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as upsert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection, PoolResetState
@@ -61,6 +61,26 @@ def connect_driver(*args: Any, **kwargs: Any) -> Awaitable[aiosqlite.Connection]
     # As SQLAlchemy does for its own connects: a stuck thread never holds up exit.
     connection._thread.daemon = True
     return _connected(connection)
+
+
+def _opened_read_only(error: BaseException) -> bool:
+    """Whether ``error`` says its connection can never write.
+
+    SQLite opens a file it may not write read-only, and the connection stays so after
+    the file becomes writable again; a file deleted or moved under an open connection
+    gives the same error. Either way, only a new connection can write.
+    """
+    return "attempt to write a readonly database" in str(error)
+
+
+def _driver_error(statement: str, params: Any, error: sqlite3.Error) -> DBAPIError:
+    """The error SQLAlchemy would have raised, so callers handle one kind; a connection
+    that can never write is marked invalidated, so the pool replaces it."""
+    wrapped = DBAPIError.instance(statement, params, error, sqlite3.Error)
+    assert isinstance(wrapped, DBAPIError)  # an sqlite3.Error always gives one
+    if _opened_read_only(error):
+        wrapped.connection_invalidated = True
+    return wrapped
 
 
 def driver_errors() -> tuple[type[Exception], ...]:
@@ -189,7 +209,7 @@ async def append_in_transaction(
         await driver.commit()
     except sqlite3.Error as exc:
         await _rollback(driver)
-        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+        raise _driver_error(statement, None, exc) from exc
     except BaseException:
         # Cancelled, or a DBAPIError from the statements: the aiosqlite thread runs the
         # rollback after whatever statement is still in progress there.
@@ -231,7 +251,7 @@ async def _reserve_and_insert(
         )
     except sqlite3.Error as exc:
         # The error SQLAlchemy would have raised, so callers handle one kind.
-        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+        raise _driver_error(statement, None, exc) from exc
     return heads
 
 
@@ -268,7 +288,7 @@ async def fetch(pooled: PoolProxiedConnection, statement: str, params: list[Any]
     try:
         return list(await driver.execute_fetchall(statement, params))
     except sqlite3.Error as exc:
-        raise DBAPIError.instance(statement, params, exc, sqlite3.Error) from exc
+        raise _driver_error(statement, params, exc) from exc
 
 
 _SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
@@ -311,6 +331,13 @@ def configure_engine(
         f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
         f"PRAGMA synchronous={mode}",
     )
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        # The same for statements SQLAlchemy runs: a disconnect retires the pool's
+        # connections, all of which may have been opened while the file was read-only.
+        if _opened_read_only(context.original_exception):
+            context.is_disconnect = True
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -355,7 +382,7 @@ def _driver_call(method: Any, statement: str) -> Any:
     try:
         return await_(method(statement))
     except sqlite3.Error as exc:
-        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+        raise _driver_error(statement, None, exc) from exc
 
 
 def is_unique_violation(error: DBAPIError) -> bool:
