@@ -41,6 +41,7 @@ from eventstore.errors import (
     DuplicateEventError,
     EventStoreError,
     InvalidInputError,
+    SchemaError,
     StoreClosedError,
     StoreUnavailableError,
     UnknownCursorError,
@@ -209,6 +210,12 @@ def _is_transient(exc: DBAPIError) -> bool:
     )
 
 
+def _tables_gone(exc: DBAPIError) -> bool:
+    # A store is only opened on a current schema: a table missing later went away under it.
+    message = str(exc.orig)
+    return "no such table" in message or getattr(exc.orig, "sqlstate", None) == "42P01"
+
+
 def database_error(exc: DBAPIError, doing: str = "") -> EventStoreError:
     """The :mod:`eventstore.errors` form of a driver error; ``doing`` prefixes its message.
 
@@ -218,6 +225,12 @@ def database_error(exc: DBAPIError, doing: str = "") -> EventStoreError:
     :class:`EventStoreError` that a retry would not change.
     """
     prefix = f"{doing}: " if doing else ""
+    if _tables_gone(exc):
+        return SchemaError(
+            f"{prefix}the database has lost the event store's tables ({exc.orig}): was "
+            "it deleted, replaced or downgraded while the store was open? Run "
+            "`eventstore migrate` on it once you know why"
+        )
     if _is_transient(exc):
         return StoreUnavailableError(f"{prefix or 'database unavailable: '}{exc.orig}")
     return EventStoreError(f"{prefix or 'database error: '}{exc.orig}")

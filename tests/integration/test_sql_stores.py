@@ -18,6 +18,7 @@ from eventstore import (
     EventStore,
     EventStoreError,
     InvalidInputError,
+    SchemaError,
     SqlEventStore,
     StoredEvent,
     StoreEvent,
@@ -275,3 +276,16 @@ async def test_a_batch_with_more_data_than_one_statement_carries_is_split_in_one
             assert [e.id for e in events] == [f"e{i}" for i in range(st, 30, 3)][-5:]
             assert [e.seq for e in events] == list(range(6, 11))
             assert [r.seq for r in results[st:30:3]] == list(range(1, 11))
+
+
+async def test_tables_dropped_under_an_open_store_are_a_schema_error(sql_url: str) -> None:
+    async with open_store(sql_url) as store, open_store(sql_url) as other:
+        assert isinstance(other, SqlEventStore)
+        await store.store_event("s", "a", "e0", 0)
+        async with other.engine.begin() as conn:  # as a file replaced by an empty one
+            await conn.execute(text("DROP TABLE events"))
+            await conn.execute(text("DROP TABLE event_streams"))
+        with pytest.raises(SchemaError, match=r"lost the event store's tables.*eventstore migrate"):
+            await store.store_event("s", "a", "e1", 1)
+        with pytest.raises(SchemaError, match="lost the event store's tables"):
+            await store.get_stream_events("s", "a")
