@@ -195,15 +195,39 @@ def decode_data(text: str) -> Any:
     # replay's CPU time. It turns integers beyond 64 bits into floats, so text with 19
     # digits in a row goes to json, as does what orjson refuses (escaped lone
     # surrogates).
+    if type(text) is not str:
+        # bytes: a writer around the store bound a BLOB (SQLite keeps what it is given).
+        raise CorruptDataError(
+            f"a stored event's data is {type(text).__name__}, not JSON text "
+            "(SQLite: UPDATE events SET data = CAST(data AS TEXT) converts a BLOB)"
+        )
     if _LONG_DIGITS.search(text) is None:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
             pass
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
     except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise CorruptDataError(
+                f"a stored event's data holds an integer with more than "
+                f"{sys.get_int_max_str_digits()} digits, which Python will not read"
+            ) from None
         raise CorruptDataError(f"a stored event's data is not valid JSON: {exc}") from None
+
+
+def _finite_float(text: str) -> float:
+    # Valid JSON (1e999), but no float holds it: writing it back would need Infinity.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text} is beyond a float's range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    # json accepts NaN and Infinity, which JSON does not have (nor does this store).
+    raise ValueError(f"{name} is not JSON")
 
 
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
@@ -222,7 +246,7 @@ def orjson_exact(texts: list[str]) -> bool:
     """
     try:
         joined = "\n".join(texts).encode("utf-8")
-    except UnicodeEncodeError:
+    except (UnicodeEncodeError, TypeError):  # TypeError: a row that is not text
         return False
     return _LONG_ZEROS not in joined.translate(_DIGITS_TO_ZERO)
 

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from eventstore import (
     ClearStream,
+    CorruptDataError,
     EventStore,
     EventStoreError,
     InvalidInputError,
@@ -289,3 +290,40 @@ async def test_tables_dropped_under_an_open_store_are_a_schema_error(sql_url: st
             await store.store_event("s", "a", "e1", 1)
         with pytest.raises(SchemaError, match="lost the event store's tables"):
             await store.get_stream_events("s", "a")
+
+
+@pytest.mark.parametrize(
+    ("stored", "said"),
+    [
+        ("[1e999]", "the number 1e999 is beyond a float's range"),
+        ('{"x": NaN}', "NaN is not JSON"),
+        ("-Infinity", "-Infinity is not JSON"),
+        ("1" * 5000, "an integer with more than 4300 digits, which Python will not read"),
+        (b"[1]", "is bytes, not JSON text"),
+    ],
+    ids=["1e999", "NaN", "-Infinity", "5000 digits", "BLOB"],
+)
+async def test_rows_written_around_the_store_that_it_cannot_serve_are_named(
+    sql_url: str, stored: str | bytes, said: str
+) -> None:
+    """Valid JSON (or near it) that no Python value of the store's would write back:
+    every read of the stream names the row, and never returns ``inf``, ``nan`` or
+    a raw ``TypeError``."""
+    if isinstance(stored, bytes) and not sql_url.startswith("sqlite"):
+        pytest.skip("a PostgreSQL text column holds no bytes")
+    async with open_store(sql_url) as store:
+        assert isinstance(store, SqlEventStore)
+        await store.store_event("s", "a", "e1", 1)
+        await store.store_event("s", "a", "e2", 2)
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE events SET data = :data WHERE event_id = 'e2'"), {"data": stored}
+            )
+        for read in (
+            store.get_stream_events("s", "a"),
+            store.get_events_after("s", "a", "e1"),
+        ):
+            with pytest.raises(CorruptDataError) as raised:
+                await read
+            assert str(raised.value).startswith("event 'e2' (session 's', stream 'a', seq 2)")
+            assert said in str(raised.value)
