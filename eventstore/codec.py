@@ -199,7 +199,7 @@ def decode_data(text: str) -> Any:
         # bytes: a writer around the store bound a BLOB (SQLite keeps what it is given).
         raise CorruptDataError(
             f"a stored event's data is {type(text).__name__}, not JSON text "
-            "(SQLite: UPDATE events SET data = CAST(data AS TEXT) converts a BLOB)"
+            "(a SQLite BLOB: CAST(data AS TEXT) in an UPDATE of that row converts it)"
         )
     if _LONG_DIGITS.search(text) is None:
         try:

@@ -63,7 +63,8 @@ class PersistenceWorker:
     request is committed as submitted: do not mutate ``data`` until the future resolves.
 
     **Group commit.** The task takes everything queued, up to ``max_batch`` requests
-    (waiting at most ``max_delay`` seconds for a batch to fill), and commits it with
+    (waiting at most ``max_delay`` seconds for a batch to fill, unless a :meth:`flush`
+    or a read through the worker waits on what is queued), and commits it with
     :meth:`EventStore.apply` -- one transaction, multi-row statements. Batches commit one
     after another in queue order, so requests for a stream commit in the order they
     were queued, never reordered around a ``ClearStream``/``ClearSession`` of it.
@@ -211,6 +212,8 @@ class PersistenceWorker:
         if key is not None:
             self._last_write[key] = number
             self._stats.submitted += 1
+        else:
+            self._queue.hurry()  # a Flush: its caller waits now, not after max_delay
         return future
 
     async def store_event(
@@ -246,6 +249,8 @@ class PersistenceWorker:
         """Wait until every write queued so far for this stream or its session is settled."""
         stream = (check_id("session_id", session_id), check_id("stream_id", stream_id))
         target = max(self._last_write.get(stream, 0), self._last_write.get((stream[0], None), 0))
+        if self._settled < target:
+            self._queue.hurry()  # a reader waits: no max_delay for a fuller batch
         while self._settled < target:
             await self._progressed.wait()
 

@@ -33,6 +33,8 @@ class BatchQueue(Generic[T]):
         self._putters: deque[asyncio.Future[None]] = deque()
         self._taker: asyncio.Future[None] | None = None
         self._wanted = 1
+        # Someone waits on what is queued: the next take does not wait for a fuller batch.
+        self._hurried = False
         #: The most items the queue ever held at once.
         self.high_water = 0
         #: How many items were ever put; an item's number is this count right after it.
@@ -82,7 +84,8 @@ class BatchQueue(Generic[T]):
     async def take(self, max_items: int, max_delay: float) -> list[T]:
         """The oldest items, at most ``max_items``; ``[]`` only when closed and empty.
 
-        Waits for a first item, then up to ``max_delay`` seconds for the batch to fill.
+        Waits for a first item, then up to ``max_delay`` seconds for the batch to fill
+        (not at all once :meth:`hurry` was called).
         """
         while not self._items and not self._closed:
             await self._wait_for(1)
@@ -93,14 +96,27 @@ class BatchQueue(Generic[T]):
                 pass
         items = self._items
         batch = [items.popleft() for _ in range(min(max_items, len(items)))]
+        self._hurried = False
         # Every waiting producer: one cancelled after being woken would otherwise swallow
         # its wake-up and leave another asleep next to free room.
         self._wake_putters()
         return batch
 
+    def hurry(self) -> None:
+        """Cut the wait for a fuller batch short: the next take, or the one waiting now,
+        hands out what is queued at once (a flush or a read waits on it)."""
+        self._hurried = True
+        taker = self._taker
+        if taker is not None and self._items and not taker.done():
+            taker.set_result(None)
+
     async def _wait_for(self, count: int) -> None:
-        """Until ``count`` items are queued (or the queue is closed)."""
-        while len(self._items) < count and not self._closed:
+        """Until ``count`` items are queued (or the queue is closed, or hurried with some)."""
+        while (
+            len(self._items) < count
+            and not self._closed
+            and not (self._hurried and self._items)
+        ):
             self._wanted = count
             self._taker = asyncio.get_running_loop().create_future()
             try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -234,3 +235,22 @@ async def test_stats_count_what_happened() -> None:
     assert stats.batches == 1 and stats.largest_batch == 10 and stats.mean_batch_size == 10
     assert stats.queue_high_water == 10 and stats.max_queue == 10_000
     assert 0 < stats.commit_seconds_p50 <= stats.commit_seconds_p99 <= stats.commit_seconds_max
+
+
+async def test_a_flush_or_a_read_does_not_wait_out_max_delay() -> None:
+    async with PersistenceWorker(await open_store("memory://"), max_delay=3.0) as worker:
+        waits: list[Callable[[], Awaitable[object]]] = [
+            worker.flush,
+            lambda: worker.get_stream_events("s", "a"),
+            lambda: worker.get_events_after("s", "a", "e1"),
+        ]
+        for number, wait in enumerate(waits, start=1):
+            await worker.submit(StoreEvent("s", "a", f"e{number}", number))
+            started = time.monotonic()
+            await wait()
+            assert time.monotonic() - started < 1.0
+        # Producers alone still wait for a fuller batch (the point of max_delay).
+        started = time.monotonic()
+        stored = await asyncio.gather(*[worker.store_event("s", "b", f"b{i}", i) for i in range(3)])
+        assert time.monotonic() - started >= 2.9
+        assert worker.stats.largest_batch >= 3 and [e.seq for e in stored] == [1, 2, 3]

@@ -5,8 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import text
 
-from eventstore import PersistenceWorker, StoreClosedError, StoredEvent, StoreEvent, open_store
+from eventstore import (
+    PersistenceWorker,
+    SqlEventStore,
+    StoreClosedError,
+    StoredEvent,
+    StoreEvent,
+    open_store,
+)
 
 
 async def test_close_commits_ten_thousand_queued_requests(sql_url: str) -> None:
@@ -63,21 +71,29 @@ def test_loop_shutdown_fails_what_the_worker_did_not_commit() -> None:
     assert isinstance(futures[0].exception(), StoreClosedError)
 
 
-async def test_a_cancelled_worker_releases_its_waiters() -> None:
-    store = await open_store("memory://")
-    worker = PersistenceWorker(store, max_delay=10)
-    future = await worker.submit(StoreEvent("s", "a", "e1", 1))
-    reader = asyncio.create_task(worker.get_stream_events("s", "a"))
-    await asyncio.sleep(0)
-    (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "eventstore-persistence-worker"]
-    task.cancel()
-    with pytest.raises(StoreClosedError):
-        await future
-    assert await asyncio.wait_for(reader, 1) == []
-    stats = worker.stats
-    assert (stats.submitted, stats.failed, stats.committing, stats.queued) == (1, 1, 0, 0)
-    with pytest.raises(StoreClosedError):
-        await worker.store_event("s", "a", "e2", 2)
+async def test_a_cancelled_worker_releases_its_waiters(postgres_url: str) -> None:
+    async with open_store(postgres_url) as store:
+        assert isinstance(store, SqlEventStore)
+        worker = PersistenceWorker(store)
+        # Another connection holds the head rows' table: the worker's batch waits on it.
+        # (On SQLite the cancelled BEGIN would stay queued on aiosqlite's thread.)
+        async with store.engine.connect() as blocker, blocker.begin():
+            await blocker.execute(text("LOCK TABLE event_streams IN EXCLUSIVE MODE"))
+            future = await worker.submit(StoreEvent("s", "a", "e1", 1))
+            reader = asyncio.create_task(worker.get_stream_events("s", "a"))
+            await asyncio.sleep(0.2)
+            assert worker.stats.committing == 1 and not reader.done()
+            (task,) = [
+                t for t in asyncio.all_tasks() if t.get_name() == "eventstore-persistence-worker"
+            ]
+            task.cancel()
+            with pytest.raises(StoreClosedError):
+                await future
+            assert await asyncio.wait_for(reader, 1) == []
+        stats = worker.stats
+        assert (stats.submitted, stats.failed, stats.committing, stats.queued) == (1, 1, 0, 0)
+        with pytest.raises(StoreClosedError):
+            await worker.store_event("s", "a", "e2", 2)
 
 
 async def test_store_closed_under_a_busy_worker_fails_the_rest_with_one_log_line(
