@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -72,32 +73,67 @@ def open_store(url: str | None = None, **options: Any) -> StoreOpener:
     return StoreOpener(url, options)
 
 
-async def _open(
+@dataclass(frozen=True)
+class _Plan:
+    """What :func:`open_store` was asked for, checked, before anything is connected."""
+
+    url: URL | None  # None: memory://
+    cap: Any  # _UNSET: keep the database's
+    max_event_bytes: int
+    create_schema: bool
+    engine_options: dict[str, Any]
+
+
+def _plan(
     url: str | None,
     *,
     max_events_per_stream: int | None = _UNSET,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     create_schema: bool = True,
     **engine_options: Any,
-) -> EventStore:
+) -> _Plan:
     parsed = check_url(url)
     check_max_event_bytes(max_event_bytes)
-    if parsed is None:
-        if engine_options:
-            raise InvalidInputError(
-                f"memory:// has no database to configure: {', '.join(sorted(engine_options))}"
-            )
-        cap = None if max_events_per_stream is _UNSET else max_events_per_stream
-        return InMemoryEventStore(max_events_per_stream=cap, max_event_bytes=max_event_bytes)
     if max_events_per_stream is not _UNSET:
         check_cap(max_events_per_stream)
-    ensure_sqlite_directory(parsed)
-    engine = create_engine(parsed, **engine_options)
-    store = SqlEventStore(engine, max_event_bytes=max_event_bytes, owns_engine=True)
+    if not isinstance(create_schema, bool):
+        raise InvalidInputError(f"create_schema must be True or False, not {create_schema!r}")
+    if parsed is None and engine_options:
+        raise InvalidInputError(
+            f"memory:// has no database to configure: {', '.join(sorted(engine_options))}"
+        )
+    return _Plan(parsed, max_events_per_stream, max_event_bytes, create_schema, engine_options)
+
+
+def check_options(url: str | None, options: Mapping[str, Any]) -> None:
+    """Raise :class:`~eventstore.errors.InvalidInputError` for what ``open_store(url,
+    **options)`` would refuse before connecting: the URL, every option, the driver.
+
+    Nothing is connected or created (not even a SQLite file's directory).
+    """
+    if not isinstance(options, Mapping) or not all(isinstance(name, str) for name in options):
+        raise InvalidInputError(
+            f"store options must be a mapping of option names to values, not {options!r}"
+        )
+    plan = _plan(url, **options)
+    if plan.url is not None:
+        # An engine connects only when first used: this checks the engine options and
+        # imports the driver, nothing more.
+        create_engine(plan.url, **plan.engine_options)
+
+
+async def _open(url: str | None, **options: Any) -> EventStore:
+    plan = _plan(url, **options)
+    if plan.url is None:
+        cap = None if plan.cap is _UNSET else plan.cap
+        return InMemoryEventStore(max_events_per_stream=cap, max_event_bytes=plan.max_event_bytes)
+    ensure_sqlite_directory(plan.url)
+    engine = create_engine(plan.url, **plan.engine_options)
+    store = SqlEventStore(engine, max_event_bytes=plan.max_event_bytes, owns_engine=True)
     try:
-        await _prepare(store, create_schema)
-        if max_events_per_stream is not _UNSET:
-            await store.set_max_events_per_stream(max_events_per_stream)
+        await _prepare(store, plan.create_schema)
+        if plan.cap is not _UNSET:
+            await store.set_max_events_per_stream(plan.cap)
     except BaseException:
         await store.close()
         raise

@@ -13,7 +13,7 @@ from eventstore.codec import check_seconds
 from eventstore.errors import InvalidInputError
 from eventstore.mcp.binding import DEFAULT_WRITE_RETRY_SECONDS, SessionBinding
 from eventstore.mcp.ttl import prune_idle_sessions_every
-from eventstore.open import check_url, open_store
+from eventstore.open import check_options, open_store
 from eventstore.store import EventStore
 from eventstore.worker import PersistenceWorker
 
@@ -86,22 +86,45 @@ def resumable_app(
     not prune). ``idle_ttl_seconds`` must be at least twice ``prune_interval_seconds``
     and at least the session manager's ``session_idle_timeout``;
     :class:`~eventstore.errors.InvalidInputError` says so at construction, as it does
-    for a ``store`` that is no store nor a usable URL, a negative or non-finite
-    ``write_retry_seconds``, ``idle_ttl_seconds`` or
-    ``prune_interval_seconds``. ``app.state.eventstore_binding`` is the
-    :class:`~eventstore.mcp.SessionBinding` (its live sessions' adapters).
+    for a ``store`` that is no store nor a usable URL, ``store_options`` that
+    :func:`~eventstore.open_store` would refuse before connecting (or any, next to an
+    open store), ``group_commit``/``clear_on_delete`` that are not bools, a stateless
+    server or one with an event store of its own, and a negative or non-finite
+    ``write_retry_seconds``, ``idle_ttl_seconds`` or ``prune_interval_seconds``.
+    ``app.state.eventstore_binding`` is the :class:`~eventstore.mcp.SessionBinding`
+    (its live sessions' adapters).
     """
-    if not isinstance(store, EventStore):
+    if isinstance(store, EventStore):
+        if store_options:
+            raise InvalidInputError(
+                "store_options configure a store the app opens from a URL; this store is "
+                "open already: give the options where it was opened"
+            )
+    else:
         if store is not None and not isinstance(store, str):
             raise InvalidInputError(
                 f"store must be an EventStore, a database URL or None, not {type(store).__name__}"
             )
-        check_url(store)  # a URL it could never open fails now, not at startup
+        # What the app could never open fails now, not at startup.
+        check_options(store, {} if store_options is None else store_options)
+    for name, flag in (("group_commit", group_commit), ("clear_on_delete", clear_on_delete)):
+        if not isinstance(flag, bool):
+            raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
     check_seconds("write_retry_seconds", write_retry_seconds, allow_zero=True)
     check_seconds("prune_interval_seconds", prune_interval_seconds, allow_zero=False)
     if idle_ttl_seconds is not None:
         check_seconds("idle_ttl_seconds", idle_ttl_seconds, allow_zero=False, allow_none=True)
     app = server.streamable_http_app(**http_options)
+    manager = server.session_manager
+    if manager.stateless:
+        raise InvalidInputError(
+            "a stateless server (stateless_http=True) has no sessions to resume"
+        )
+    if manager.event_store is not None:
+        raise InvalidInputError(
+            "this server has an event store already (event_store=...); give the store to "
+            "resumable_app(server, store) instead"
+        )
     if idle_ttl_seconds is not None:
         _check_ttl(idle_ttl_seconds, prune_interval_seconds, server.session_manager)
     binding = SessionBinding(

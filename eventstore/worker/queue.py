@@ -112,11 +112,7 @@ class BatchQueue(Generic[T]):
 
     async def _wait_for(self, count: int) -> None:
         """Until ``count`` items are queued (or the queue is closed, or hurried with some)."""
-        while (
-            len(self._items) < count
-            and not self._closed
-            and not (self._hurried and self._items)
-        ):
+        while len(self._items) < count and not self._closed and not (self._hurried and self._items):
             self._wanted = count
             self._taker = asyncio.get_running_loop().create_future()
             try:

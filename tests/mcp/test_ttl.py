@@ -139,6 +139,44 @@ def test_the_app_rejects_an_unusable_store_at_construction(store: object, messag
         resumable_app(server, store, **http_options)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("store", "options", "message"),
+    [
+        ("memory://", {"store_options": "x"}, "store options must be a mapping"),
+        ("memory://", {"store_options": {"bogus": 1}}, "memory:// has no database"),
+        ("sqlite:///x.db", {"store_options": {"bogus": 1}}, "unusable store option.*bogus"),
+        (None, {"store_options": {"max_events_per_stream": -5}}, "max_events_per_stream"),
+        (None, {"store_options": {"max_events_per_stream": "10"}}, "max_events_per_stream"),
+        (None, {"store_options": {"create_schema": "no"}}, "create_schema must be True"),
+        (
+            "postgresql://u@127.0.0.1/db",
+            {"store_options": {"sqlite_busy_timeout_ms": 1}},
+            "only apply to SQLite",
+        ),
+        (InMemoryEventStore(), {"store_options": {"max_events_per_stream": 5}}, "open already"),
+        ("memory://", {"group_commit": "no"}, "group_commit must be True or False, not 'no'"),
+        ("memory://", {"clear_on_delete": None}, "clear_on_delete must be True or False"),
+        ("memory://", {"stateless_http": True}, "stateless"),
+        ("memory://", {"event_store": InMemoryEventStore()}, "resumable_app.server, store."),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_the_app_rejects_unusable_store_options_and_flags_at_construction(
+    store: object, options: dict[str, object], message: str
+) -> None:
+    server, http_options = build_test_server(Conductor(), **_sdk_option(options))
+    with pytest.raises(InvalidInputError, match=message):
+        resumable_app(server, store, **options, **http_options)  # type: ignore[arg-type]
+
+
+def _sdk_option(options: dict[str, object]) -> dict[str, object]:
+    """The SDK's own options (``streamable_http_app`` takes them on mcp 2.x, the server
+    on 1.x), moved out of ``options``."""
+    return {
+        name: options.pop(name) for name in ("stateless_http", "event_store") if name in options
+    }
+
+
 def test_a_ttl_of_at_least_the_sdk_idle_timeout_is_accepted() -> None:
     server, http_options = build_test_server(Conductor(), session_idle_timeout=120)
     resumable_app(
