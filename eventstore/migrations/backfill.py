@@ -18,7 +18,8 @@ kept; of the rows sharing ``(session_id, event_id)`` the earliest by ``(timestam
 keeps the id, and each later one is renamed ``<event_id>#dup-<id>`` (``id`` being the row's
 surrogate key), so the ids become unique and a cursor naming the original id resumes after
 its first occurrence. A derived id that another row already had is renamed once more
-(``<event_id>#dup-<id>#dup-<id>``); the row that had it keeps it.
+(``<event_id>#dup-<id>#dup-<id>``, and so on while the id is taken); the row that had it
+keeps it. One statement does it all, online and in a ``--sql`` script alike.
 """
 
 from __future__ import annotations
@@ -130,23 +131,42 @@ FROM (
 WHERE events.id = numbered.id
 """
 
-# A row renamed by an earlier pass ends with '#dup-' and its own id. Should its new id
-# collide with a row that had that id all along, the renamed row yields: a client's
-# cursor can only name the original.
+# One statement renames every later copy to its final id, so an offline script gets in
+# one pass what repeated passes would. Of the rows sharing (session_id, event_id), one
+# whose id ends with '#dup-' and its own surrogate id was renamed by an earlier run and
+# yields: a client's cursor can only name the original. Each later copy takes
+# '<event_id>#dup-<id>', and '#dup-<id>' again for as long as that is an id the session
+# already holds. Only ids containing '#dup-' can be such an id, and no two rows' derived
+# ids can meet (each ends with its own row's id), so checking against the ids held at
+# the start is enough.
 _RENAME_DUPLICATES = """
-UPDATE events SET event_id = event_id || '#dup-' || CAST(id AS TEXT)
-WHERE id IN (
-    SELECT id FROM (
-        SELECT id,
+UPDATE events SET event_id = renamed.event_id
+FROM (
+    WITH RECURSIVE copies AS (
+        SELECT id, session_id, event_id,
                row_number() OVER (
                    PARTITION BY session_id, event_id
                    ORDER BY CASE WHEN event_id LIKE '%#dup-' || CAST(id AS TEXT) THEN 1 ELSE 0 END,
                             timestamp, id
                ) AS copy
         FROM events
-    ) AS copies
-    WHERE copy > 1
-)
+    ), held AS MATERIALIZED (
+        SELECT DISTINCT session_id, event_id FROM events WHERE event_id LIKE '%#dup-%'
+    ), derived (id, session_id, event_id) AS (
+        SELECT id, session_id, event_id || '#dup-' || CAST(id AS TEXT) FROM copies WHERE copy > 1
+        UNION ALL
+        SELECT derived.id, derived.session_id,
+               derived.event_id || '#dup-' || CAST(derived.id AS TEXT)
+        FROM derived
+        JOIN held ON held.session_id = derived.session_id AND held.event_id = derived.event_id
+    )
+    SELECT id, event_id FROM derived
+    WHERE NOT EXISTS (
+        SELECT 1 FROM held
+        WHERE held.session_id = derived.session_id AND held.event_id = derived.event_id
+    )
+) AS renamed
+WHERE events.id = renamed.id
 """
 
 
@@ -201,8 +221,9 @@ def number_in_batches(*, resume: bool) -> int:
 def rename_duplicates() -> None:
     """Give every later copy of a ``(session_id, event_id)`` a derived, unique id.
 
-    Online it repeats until nothing is renamed (a derived id could itself collide with an
-    existing one); a ``--sql`` script renames once.
+    One statement gives every copy its final id, so a ``--sql`` script runs it once and
+    ends where the online upgrade does. Online it is repeated until it renames nothing:
+    on PostgreSQL a writer of the previous version may add a copy meanwhile.
     """
     if steps.is_offline():
         op.execute(_RENAME_DUPLICATES)
