@@ -252,3 +252,52 @@ def test_a_script_renames_duplicates_as_the_online_upgrade_does(
         "y#dup-9",
     ]
     asyncio.run(assert_numbered_in_order(offline))
+
+
+def test_a_script_stops_at_rows_without_a_session_id(sql_url: str, tmp_path: Path) -> None:
+    asyncio.run(create_unversioned_legacy(sql_url, nullable=True))
+    asyncio.run(insert_legacy(sql_url, [("s1", "ok", "1", 10)]))
+    asyncio.run(
+        execute(sql_url, "INSERT INTO events (event_id, data, timestamp) VALUES ('x', '2', 20)")
+    )
+    script = tmp_path / "upgrade.sql"
+    script.write_text(_script(sql_url, "--invalid-data", "string"))
+
+    if sql_url.startswith("postgresql"):
+        ran = _psql(sql_url, script, "-v", "ON_ERROR_STOP=1")
+        assert "legacy rows have no session_id, event_id or timestamp (NULL): events.id 2" in (
+            ran.stderr
+        )
+    else:
+        ran = _sqlite3(sql_url, script)
+        assert "malformed JSON" in ran.stderr
+    assert ran.returncode != 0
+    assert _tables(sql_url) == {"events", "eventstore_alembic_version"}
+    assert asyncio.run(query(sql_url, "SELECT id, data FROM events ORDER BY id")) == [
+        (1, "1"),
+        (2, "2"),
+    ]
+
+
+def test_a_script_makes_a_jsonb_data_column_text(postgres_url: str, tmp_path: Path) -> None:
+    asyncio.run(create_unversioned_legacy(postgres_url, nullable=True, data_type="JSONB"))
+    asyncio.run(execute(postgres_url, "INSERT INTO events VALUES (1, 's', 'a', '{\"b\": 1}', 5)"))
+    asyncio.run(execute(postgres_url, "INSERT INTO events VALUES (2, 's', 'b', NULL, 6)"))
+    script = tmp_path / "upgrade.sql"
+    script.write_text(_script(postgres_url, "--invalid-data", "string"))
+
+    _run_script_to_the_end(postgres_url, script)
+
+    assert asyncio.run(migrate.status(postgres_url)).state is SchemaState.CURRENT
+    assert asyncio.run(query(postgres_url, "SELECT data FROM events ORDER BY id")) == [
+        ('{"b": 1}',),
+        ("null",),
+    ]
+    declared = asyncio.run(
+        query(
+            postgres_url,
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_name = 'events' AND column_name IN ('data', 'session_id') ORDER BY 1",
+        )
+    )
+    assert declared == [("data", "text", "NO"), ("session_id", "text", "NO")]
