@@ -150,7 +150,7 @@ FROM (
                             timestamp, id
                ) AS copy
         FROM events
-    ), held AS MATERIALIZED (
+    ), held AS (
         SELECT DISTINCT session_id, event_id FROM events WHERE event_id LIKE '%#dup-%'
     ), derived (id, session_id, event_id) AS (
         SELECT id, session_id, event_id || '#dup-' || CAST(id AS TEXT) FROM copies WHERE copy > 1
