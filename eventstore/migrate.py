@@ -50,7 +50,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, func, inspect, pool, select, table, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventstore.config import default_url
@@ -479,16 +479,35 @@ async def _advisory_lock(connection: AsyncConnection, progress: Progress) -> Non
         await connection.commit()
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc``, then the exceptions it arose from or while handling, oldest last."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not other for other in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
 def _interrupted(exc: BaseException) -> bool:
     """Whether ``exc`` is, or arose while handling, a cancellation or Ctrl-C."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, (asyncio.CancelledError, KeyboardInterrupt)):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(e, (asyncio.CancelledError, KeyboardInterrupt)) for e in _chain(exc))
+
+
+def _lost_connection(exc: BaseException) -> tuple[bool, str]:
+    """Whether ``exc`` came from losing the connection, and the driver's word on it.
+
+    The driver error that invalidated the connection is often not the one raised:
+    cleanup on the dead connection (Alembic leaving an autocommit block, a rollback)
+    raises ``PendingRollbackError`` from it, which alone says nothing about the cause.
+    """
+    chain = _chain(exc)
+    for error in chain:
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True, str(error.orig).strip()
+    if any(isinstance(error, PendingRollbackError) for error in chain):
+        return True, "the connection was invalidated"
+    return False, ""
 
 
 @asynccontextmanager
@@ -542,7 +561,8 @@ async def upgrade(
     Raises :class:`~eventstore.errors.SchemaError` for a database ahead of this version
     or holding unrecognised tables, :class:`MigrationError` (a ``SchemaError``) naming
     the revision that failed, and :class:`~eventstore.errors.StoreUnavailableError` when
-    the database cannot be reached or a lock stayed unavailable; either way, what was
+    the database cannot be reached, the connection to it is lost during a revision (a
+    server restart), or a lock stayed unavailable; either way, what was
     applied stays applied and a re-run resumes.
     """
     say = progress or (lambda _line: None)
@@ -604,13 +624,19 @@ class _Steps:
         ran = len([step for step in self.done if not step.stamped])
         revision = planned[ran] if ran < len(planned) else None
         where = f"revision {revision}" if revision else f"{action} of the database"
+        lost, cause = _lost_connection(exc)
+        if lost:
+            during = "during this revision" if revision else f"during the {action}"
+            command = "eventstore migrate" + (
+                " --downgrade REVISION" if action == "downgrade" else ""
+            )
+            return StoreUnavailableError(
+                f"{where}: the connection to the database was lost {during} ({cause}); "
+                f"run `{command}` again once the database is back: it resumes where it "
+                "stopped"
+            )
         if isinstance(exc, DBAPIError):
             detail = str(exc.orig).strip()
-            if exc.connection_invalidated:
-                return StoreUnavailableError(
-                    f"{where}: lost the connection to the database ({detail}); run the "
-                    f"{action} again once it is back: it resumes"
-                )
         elif isinstance(exc, EventStoreError):
             detail = str(exc)
             if isinstance(exc, StoreUnavailableError):

@@ -68,7 +68,7 @@ def _lock_timeout(
     type=click.Choice(INVALID_DATA_MODES),
     default=None,
     help="Legacy rows whose data is not JSON: refuse the upgrade, naming them (default), or "
-    "keep each such data as a JSON string of its text.",
+    "keep each such data as a JSON string of its text (and NULL data as JSON null).",
 )
 @click.option(
     "--downgrade",

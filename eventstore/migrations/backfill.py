@@ -18,7 +18,8 @@ kept; of the rows sharing ``(session_id, event_id)`` the earliest by ``(timestam
 keeps the id, and each later one is renamed ``<event_id>#dup-<id>`` (``id`` being the row's
 surrogate key), so the ids become unique and a cursor naming the original id resumes after
 its first occurrence. A derived id that another row already had is renamed once more
-(``<event_id>#dup-<id>#dup-<id>``); the row that had it keeps it.
+(``<event_id>#dup-<id>#dup-<id>``, and so on while the id is taken); the row that had it
+keeps it. One statement does it all, online and in a ``--sql`` script alike.
 """
 
 from __future__ import annotations
@@ -130,23 +131,42 @@ FROM (
 WHERE events.id = numbered.id
 """
 
-# A row renamed by an earlier pass ends with '#dup-' and its own id. Should its new id
-# collide with a row that had that id all along, the renamed row yields: a client's
-# cursor can only name the original.
+# One statement renames every later copy to its final id, so an offline script gets in
+# one pass what repeated passes would. Of the rows sharing (session_id, event_id), one
+# whose id ends with '#dup-' and its own surrogate id was renamed by an earlier run and
+# yields: a client's cursor can only name the original. Each later copy takes
+# '<event_id>#dup-<id>', and '#dup-<id>' again for as long as that is an id the session
+# already holds. Only ids containing '#dup-' can be such an id, and no two rows' derived
+# ids can meet (each ends with its own row's id), so checking against the ids held at
+# the start is enough.
 _RENAME_DUPLICATES = """
-UPDATE events SET event_id = event_id || '#dup-' || CAST(id AS TEXT)
-WHERE id IN (
-    SELECT id FROM (
-        SELECT id,
+UPDATE events SET event_id = renamed.event_id
+FROM (
+    WITH RECURSIVE copies AS (
+        SELECT id, session_id, event_id,
                row_number() OVER (
                    PARTITION BY session_id, event_id
                    ORDER BY CASE WHEN event_id LIKE '%#dup-' || CAST(id AS TEXT) THEN 1 ELSE 0 END,
                             timestamp, id
                ) AS copy
         FROM events
-    ) AS copies
-    WHERE copy > 1
-)
+    ), held AS (
+        SELECT DISTINCT session_id, event_id FROM events WHERE event_id LIKE '%#dup-%'
+    ), derived (id, session_id, event_id) AS (
+        SELECT id, session_id, event_id || '#dup-' || CAST(id AS TEXT) FROM copies WHERE copy > 1
+        UNION ALL
+        SELECT derived.id, derived.session_id,
+               derived.event_id || '#dup-' || CAST(derived.id AS TEXT)
+        FROM derived
+        JOIN held ON held.session_id = derived.session_id AND held.event_id = derived.event_id
+    )
+    SELECT id, event_id FROM derived
+    WHERE NOT EXISTS (
+        SELECT 1 FROM held
+        WHERE held.session_id = derived.session_id AND held.event_id = derived.event_id
+    )
+) AS renamed
+WHERE events.id = renamed.id
 """
 
 
@@ -201,8 +221,9 @@ def number_in_batches(*, resume: bool) -> int:
 def rename_duplicates() -> None:
     """Give every later copy of a ``(session_id, event_id)`` a derived, unique id.
 
-    Online it repeats until nothing is renamed (a derived id could itself collide with an
-    existing one); a ``--sql`` script renames once.
+    One statement gives every copy its final id, so a ``--sql`` script runs it once and
+    ends where the online upgrade does. Online it is repeated until it renames nothing:
+    on PostgreSQL a writer of the previous version may add a copy meanwhile.
     """
     if steps.is_offline():
         op.execute(_RENAME_DUPLICATES)
@@ -218,6 +239,72 @@ def rename_duplicates() -> None:
 
 # -- r0002: what legacy rows must be before the upgrade touches them ---------------------
 
+#: Columns every legacy row must have a value in: a legacy table may declare them
+#: nullable, and the store can neither number nor replay such a row.
+REQUIRED_COLUMNS = ("session_id", "event_id", "timestamp")
+_MISSING = " OR ".join(f"{column} IS NULL" for column in REQUIRED_COLUMNS)
+# Statements from the constants above only (no input reaches them).
+_NULL_IDS = {
+    column: "SELECT id FROM events WHERE COLUMN IS NULL ORDER BY id".replace("COLUMN", column)
+    for column in REQUIRED_COLUMNS
+}
+_PG_REFUSE_MISSING = """DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM events WHERE MISSING) THEN
+        RAISE EXCEPTION 'legacy rows have no session_id, event_id or timestamp (NULL): '
+            'events.id %; nothing was changed: fill in or delete them, then run the upgrade '
+            'again',
+            (SELECT string_agg(id::text, ', ')
+               FROM (SELECT id FROM events WHERE MISSING ORDER BY id LIMIT SHOWN) AS bad);
+    END IF;
+END
+$$""".replace("MISSING", _MISSING).replace("SHOWN", str(SHOWN_IDS))
+_SQLITE_REFUSE_MISSING = """-- stops with 'malformed JSON' if a legacy row has no session_id,
+-- event_id or timestamp; list those rows with SELECT id FROM events WHERE MISSING
+SELECT json('no session_id, event_id or timestamp: events.id ' || id) FROM events
+WHERE MISSING""".replace("MISSING", _MISSING)
+
+
+def check_required() -> None:
+    """Every legacy row must have a ``session_id``, an ``event_id`` and a ``timestamp``,
+    or the upgrade stops before changing anything, naming the rows by column.
+
+    Runs first in r0002 (before :func:`check_data`, which may change rows). Online, only
+    columns the legacy table declares nullable are scanned; a ``--sql`` script checks
+    them all.
+    """
+    if steps.is_offline():
+        op.execute(_PG_REFUSE_MISSING if steps.is_postgresql() else _SQLITE_REFUSE_MISSING)
+        return
+    bind = op.get_bind()
+    nullable = [
+        column["name"]
+        for column in inspect(bind).get_columns("events")
+        if column["name"] in REQUIRED_COLUMNS and column["nullable"]
+    ]
+    if not nullable:
+        return
+    missing: dict[str, list[int]] = {}
+    rows: set[int] = set()
+    for column in nullable:
+        ids = [row[0] for row in bind.exec_driver_sql(_NULL_IDS[column])]
+        if ids:
+            missing[column] = ids
+            rows.update(ids)
+    if missing:
+        where = "; ".join(f"{column} in events.id {_shown(ids)}" for column, ids in missing.items())
+        raise SchemaError(
+            f"{len(rows)} legacy row(s) have no value (NULL) where the store needs one: "
+            f"{where}. Nothing was changed. Fill in or delete those rows and run the "
+            "upgrade again"
+        )
+
+
+def _shown(ids: list[int]) -> str:
+    """Ids for a message: the first :data:`SHOWN_IDS`, then ``...``."""
+    return ", ".join(str(i) for i in ids[:SHOWN_IDS]) + (" ..." if len(ids) > SHOWN_IDS else "")
+
+
 _PG_IS_JSON = """
 CREATE OR REPLACE FUNCTION pg_temp.eventstore_is_json(value text) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE AS $$
@@ -229,17 +316,30 @@ EXCEPTION WHEN others THEN
 END
 $$
 """
-_PG_NOT_JSON = "data IS NULL OR NOT pg_temp.eventstore_is_json(data)"
+# ``data::text``: a legacy column may be json or jsonb (r0002 makes it text afterwards).
+_PG_NOT_JSON = "data IS NULL OR NOT pg_temp.eventstore_is_json(data::text)"
 # SQLite's JSON functions read text only up to a NUL byte: '{"a":2}<NUL>junk' passes
 # json_valid, then fails every read of its stream.
 _SQLITE_NOT_JSON = "data IS NULL OR NOT json_valid(data) OR instr(CAST(data AS BLOB), x'00') > 0"
 # Statements from the constants above only (no input reaches them).
-_PG_BAD_IDS = "SELECT id FROM events WHERE NOT_JSON ORDER BY id".replace("NOT_JSON", _PG_NOT_JSON)
-_SQLITE_BAD_IDS = "SELECT id FROM events WHERE NOT_JSON ORDER BY id".replace(
+_PG_BAD_IDS = "SELECT id, data IS NULL FROM events WHERE NOT_JSON ORDER BY id".replace(
+    "NOT_JSON", _PG_NOT_JSON
+)
+_SQLITE_BAD_IDS = "SELECT id, data IS NULL FROM events WHERE NOT_JSON ORDER BY id".replace(
     "NOT_JSON", _SQLITE_NOT_JSON
 )
-_PG_QUOTE_BAD = """UPDATE events SET data = COALESCE(to_json(data)::text, 'null')
-WHERE NOT_JSON""".replace("NOT_JSON", _PG_NOT_JSON)
+# The untyped 'null' suits a text, json or jsonb column. Only a column of text can hold
+# text that is not JSON, and PL/pgSQL plans the quoting UPDATE only when it runs, so
+# the block also runs on a json or jsonb column, where that UPDATE would not type-check.
+_PG_QUOTE_BAD = """DO $$
+BEGIN
+    UPDATE events SET data = 'null' WHERE data IS NULL;
+    IF (SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema()
+        AND table_name = 'events' AND column_name = 'data') NOT IN ('json', 'jsonb') THEN
+        UPDATE events SET data = to_json(data)::text WHERE NOT_JSON;
+    END IF;
+END
+$$""".replace("NOT_JSON", _PG_NOT_JSON)
 _SQLITE_QUOTE_BAD = """UPDATE events
 SET data = CASE WHEN data IS NULL THEN 'null' ELSE json_quote(data) END
 WHERE NOT_JSON""".replace("NOT_JSON", _SQLITE_NOT_JSON)
@@ -265,18 +365,21 @@ _REFUSAL = (
     "{count} legacy row(s) hold data that is not JSON (RFC 8259), which the store could "
     "not replay: events.id {ids}. Nothing was changed. Fix or delete those rows and run "
     "the upgrade again, or re-run it with --invalid-data string (alembic: -x "
-    "invalid_data=string) to keep each such data as a JSON string of its text"
+    "invalid_data=string) to keep each such data as a JSON string of its text (and "
+    "missing data, NULL, as JSON null)"
 )
 
 
 def check_data() -> None:
     """Every legacy row's ``data`` must be JSON, or the upgrade stops before changing
     anything (option ``invalid_data=refuse``, the default), naming the rows; with
-    ``invalid_data=string`` each such ``data`` becomes the JSON string of its text.
+    ``invalid_data=string`` each such ``data`` becomes the JSON string of its text, and
+    a NULL one JSON ``null``.
 
-    Runs first in r0002, before any change (on PostgreSQL in an :func:`steps.autocommit`
-    block: a failed cast there aborts no transaction). On PostgreSQL a single pass casts
-    every row to ``json``; only if one fails are the rows sought one by one.
+    Runs in r0002 after :func:`check_required`, before any other change (on PostgreSQL
+    in an :func:`steps.autocommit` block: a failed cast there aborts no transaction). On
+    PostgreSQL a single pass casts every row to ``json``; only if one fails are the rows
+    sought one by one.
     """
     mode = steps.options().invalid_data
     postgresql = steps.is_postgresql()
@@ -296,18 +399,27 @@ def check_data() -> None:
         if not bad:
             return
         bind.exec_driver_sql(_PG_IS_JSON)
-    ids = [row[0] for row in bind.exec_driver_sql(_PG_BAD_IDS if postgresql else _SQLITE_BAD_IDS)]
-    if not ids:
+    rows = list(bind.exec_driver_sql(_PG_BAD_IDS if postgresql else _SQLITE_BAD_IDS))
+    if not rows:
         return
-    shown = ", ".join(str(i) for i in ids[:SHOWN_IDS]) + (" ..." if len(ids) > SHOWN_IDS else "")
     if mode == "refuse":
-        raise SchemaError(_REFUSAL.format(count=len(ids), ids=shown))
+        ids = [row[0] for row in rows]
+        raise SchemaError(_REFUSAL.format(count=len(ids), ids=_shown(ids)))
     bind.exec_driver_sql(_PG_QUOTE_BAD if postgresql else _SQLITE_QUOTE_BAD)
-    log.warning(
-        "kept the data of %d legacy row(s) that was not JSON as JSON strings: events.id %s",
-        len(ids),
-        shown,
-    )
+    quoted = [row[0] for row in rows if not row[1]]
+    null = [row[0] for row in rows if row[1]]
+    if quoted:
+        log.warning(
+            "kept the data of %d legacy row(s) that was not JSON as JSON strings: events.id %s",
+            len(quoted),
+            _shown(quoted),
+        )
+    if null:
+        log.warning(
+            "%d legacy row(s) had no data (NULL); they now hold JSON null: events.id %s",
+            len(null),
+            _shown(null),
+        )
 
 
 def _check_data_offline(mode: str, postgresql: bool) -> None:
@@ -316,6 +428,44 @@ def _check_data_offline(mode: str, postgresql: bool) -> None:
         op.execute(_PG_QUOTE_BAD if mode == "string" else _PG_REFUSE_BAD)
     else:
         op.execute(_SQLITE_QUOTE_BAD if mode == "string" else _SQLITE_REFUSE_BAD)
+
+
+def fix_data_type() -> None:
+    """PostgreSQL: a legacy ``data`` column of type ``json`` or ``jsonb`` becomes ``text``.
+
+    The store writes and reads ``data`` as text (a ``jsonb`` column would also drop
+    ``\\u0000`` and reorder keys). ``data::text`` is the JSON the column holds: a
+    ``json`` value's text as written, a ``jsonb`` value's normalised text. A table
+    rewrite, under the exclusive lock r0002 holds, so only for such tables. Writers of
+    the previous version that send text, or a ``json``/``jsonb`` value (cast to text on
+    assignment), keep working. Must run after :func:`check_data` (which reads either
+    type) and before anything else touches ``data``.
+    """
+    if not steps.is_postgresql():
+        return
+    op.execute(
+        "DO $$\nBEGIN\n"
+        "    IF (SELECT data_type FROM information_schema.columns WHERE table_schema = "
+        "current_schema() AND table_name = 'events' AND column_name = 'data') "
+        "IN ('json', 'jsonb') THEN\n"
+        "        ALTER TABLE events ALTER COLUMN data TYPE text USING data::text;\n"
+        "    END IF;\nEND\n$$"
+    )
+
+
+def require_values() -> None:
+    """PostgreSQL: the legacy columns become ``NOT NULL`` where a legacy table declared
+    them nullable (rows with NULLs were refused, NULL data made JSON ``null``, by then).
+
+    One ``ALTER TABLE`` under the exclusive lock r0002 holds: it scans the table only
+    for a column that was nullable. Writers of the previous version that insert a NULL
+    fail from then on instead of adding a row the store cannot replay. SQLite gets the
+    same in r0005's table rebuild.
+    """
+    if not steps.is_postgresql():
+        return
+    columns = (*REQUIRED_COLUMNS, "data")
+    op.execute("ALTER TABLE events " + ", ".join(f"ALTER COLUMN {c} SET NOT NULL" for c in columns))
 
 
 def fix_timestamps() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pytest_alembic.config import Config as RunnerConfig
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from eventstore.sql.engine import create_engine
+from tests.conftest import PostgresServer
 from tests.migrations.helpers import alembic_config
 
 
@@ -31,3 +33,15 @@ def alembic_runner(alembic_engine: AsyncEngine, sql_url: str) -> Iterator[Migrat
     config = RunnerConfig.from_raw_config(alembic_config(sql_url))
     with runner(config=config, engine=alembic_engine) as context:
         yield context
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def two_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """Two empty databases of one dialect."""
+    if request.param == "sqlite":
+        return (
+            f"sqlite+aiosqlite:///{tmp_path}/migrated.sqlite3",
+            f"sqlite+aiosqlite:///{tmp_path}/reference.sqlite3",
+        )
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database(), server.new_database()

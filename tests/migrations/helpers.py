@@ -87,17 +87,23 @@ async def create_unversioned_legacy(
     *,
     index: bool = True,
     timestamp_type: str = "BIGINT",
+    data_type: str = "TEXT",
+    nullable: bool = False,
 ) -> None:
     """A legacy database as the pre-stream store left it: its table, no Alembic history.
 
-    Legacy stores varied: ``index=False`` leaves out ``ix_events_session_id``, and
-    ``timestamp_type`` may be ``REAL``/``DOUBLE PRECISION`` (with fractional values).
+    Legacy stores varied: ``index=False`` leaves out ``ix_events_session_id``,
+    ``timestamp_type`` may be ``REAL``/``DOUBLE PRECISION`` (with fractional values),
+    ``data_type`` ``JSON``/``JSONB`` (PostgreSQL), and ``nullable=True`` declares the
+    columns without ``NOT NULL``.
     """
     serial = "SERIAL" if url.startswith("postgresql") else "INTEGER"
+    required = "" if nullable else " NOT NULL"
     await execute(
         url,
-        f"CREATE TABLE events (id {serial} PRIMARY KEY, session_id TEXT NOT NULL, "
-        f"event_id TEXT NOT NULL, data TEXT NOT NULL, timestamp {timestamp_type} NOT NULL)",
+        f"CREATE TABLE events (id {serial} PRIMARY KEY, session_id TEXT{required}, "
+        f"event_id TEXT{required}, data {data_type}{required}, "
+        f"timestamp {timestamp_type}{required})",
     )
     if index:
         await execute(url, "CREATE INDEX ix_events_session_id ON events (session_id)")

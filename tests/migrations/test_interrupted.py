@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Iterator
 
+import pytest
 from sqlalchemy import text
 
 from eventstore import migrate
@@ -21,6 +24,7 @@ from tests.migrations.helpers import (
     seed_generated,
     wait_until,
 )
+from tests.pgcluster import PostgresCluster
 
 _CLEAN_INDEXES = ["events_pkey", "uq_events_session_event", "uq_events_stream_seq"]
 
@@ -151,3 +155,51 @@ async def test_sqlite_killed_in_the_middle_of_the_upgrade(sqlite_url: str) -> No
 def _journal_size(database: str) -> int:
     journal = f"{database}-wal"
     return os.path.getsize(journal) if os.path.exists(journal) else 0
+
+
+@pytest.fixture(scope="module")
+def restart_cluster() -> Iterator[PostgresCluster]:
+    """A cluster of its own: restarting the suite's shared one would fail other tests."""
+    try:
+        cluster = PostgresCluster()
+    except RuntimeError as exc:
+        pytest.skip(f"no PostgreSQL server binaries to start a cluster to restart: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+async def test_postgres_restarted_in_the_middle_of_the_backfill(
+    restart_cluster: PostgresCluster,
+) -> None:
+    url = await asyncio.to_thread(restart_cluster.create_database)
+    await alembic(url, "upgrade", "0001")
+    await seed_generated(url, sessions=200, per_session=500)
+    upgrade = cli("migrate", "--url", url, "--batch-size", "200")
+
+    async def halfway() -> bool:
+        done, pending = await _numbered(url)
+        return done > 0 and pending > 0
+
+    await wait_until(halfway, every=0.005)
+    await asyncio.to_thread(restart_cluster.stop, "fast")
+    await asyncio.to_thread(restart_cluster.start)
+    output, _ = await asyncio.to_thread(upgrade.communicate, timeout=120)
+
+    assert upgrade.returncode == 1, output
+    assert "Traceback" not in output and "PendingRollbackError" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, output
+    assert errors[0].startswith(
+        "Error: revision 0003 Backfill: per-stream seq for existing rows, unique event ids, "
+        "the replay indexes: the connection to the database was lost during this revision"
+    ), errors[0]
+    assert errors[0].endswith(
+        "; run `eventstore migrate` again once the database is back: it resumes where it stopped"
+    ), errors[0]
+    done, pending = await _numbered(url)
+    assert done > 0 and pending > 0, "the restart did not land in the backfill"
+
+    await _rerun_completes(url)
+    assert (await schema_objects(url))["indexes"] == _CLEAN_INDEXES

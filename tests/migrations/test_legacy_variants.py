@@ -8,11 +8,13 @@ JSON. Each upgrades (or is refused, naming the rows) through ``eventstore migrat
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import inspect
 
 from eventstore import (
     DEFAULT_STREAM_ID,
@@ -25,9 +27,11 @@ from eventstore import (
 from eventstore.cli import main
 from eventstore.migrate import SchemaState
 from tests.migrations.helpers import (
+    LEGACY_INSERT,
     alembic,
     assert_numbered_in_order,
     create_unversioned_legacy,
+    engine,
     events_rows,
     execute,
     query,
@@ -291,3 +295,118 @@ def test_a_downgrade_folds_several_streams_back_into_their_sessions(sql_url: str
     s1 = asyncio.run(_stream(sql_url, "s1"))
     streams = ("1", "2", "_GET_stream")
     assert [e[0] for e in s1] == ["b", "a", *(f"{st}-{i}" for i in range(3) for st in streams)]
+
+
+@pytest.mark.parametrize("data_type", ["JSONB", "JSON"])
+def test_a_json_or_jsonb_data_column_becomes_text(postgres_url: str, data_type: str) -> None:
+    """The store reads and writes data as text: the upgrade converts the column."""
+    rows = [("s1", "a", '{"b": 1, "a": [2]}', 10), ("s1", "b", '"b"', 20)]
+    asyncio.run(create_unversioned_legacy(postgres_url, rows, data_type=data_type))
+
+    code, output = run_migrate("--url", postgres_url)
+
+    assert code == 0, output
+    declared = asyncio.run(
+        query(
+            postgres_url,
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'events' AND column_name = 'data'",
+        )
+    )
+    assert declared == [("text",)]
+    assert asyncio.run(_stream(postgres_url, "s1")) == [
+        ("a", 1, {"b": 1, "a": [2]}, 10),
+        ("b", 2, "b", 20),
+    ]
+
+    async def write_and_read() -> list[object]:
+        async with open_store(postgres_url) as store:
+            await store.store_event("s1", DEFAULT_STREAM_ID, "c", {"z": 0, "y": "\u0000"})
+            return [e.data for e in await store.get_stream_events("s1", DEFAULT_STREAM_ID)]
+
+    assert asyncio.run(write_and_read())[-1] == {"z": 0, "y": "\u0000"}
+    # A legacy writer's text insert still lands (in the default stream, numbered).
+    asyncio.run(execute(postgres_url, LEGACY_INSERT, [_legacy("s1", "d", '"d"', 40)]))
+    assert [e[0] for e in asyncio.run(_stream(postgres_url, "s1"))] == ["a", "b", "c", "d"]
+
+
+def _legacy(
+    session_id: str | None, event_id: str | None, data: str | None, ts: int | None
+) -> dict[str, object]:
+    return {"session_id": session_id, "event_id": event_id, "data": data, "timestamp": ts}
+
+
+def _declared_nullable(url: str) -> dict[str, bool]:
+    async def read() -> dict[str, bool]:
+        db = engine(url)
+        try:
+            async with db.connect() as conn:
+                columns = await conn.run_sync(lambda c: inspect(c).get_columns("events"))
+        finally:
+            await db.dispose()
+        return {column["name"]: bool(column["nullable"]) for column in columns}
+
+    return asyncio.run(read())
+
+
+def test_rows_without_a_session_event_id_or_timestamp_stop_the_upgrade(sql_url: str) -> None:
+    asyncio.run(create_unversioned_legacy(sql_url, nullable=True))
+    asyncio.run(
+        execute(
+            sql_url,
+            LEGACY_INSERT,
+            [
+                _legacy("s1", "ok", "1", 10),
+                _legacy(None, "no-session", "2", 20),
+                _legacy("s1", None, "3", 30),
+                _legacy("s1", "no-time", "4", None),
+                _legacy(None, None, "5", None),
+            ],
+        )
+    )
+
+    code, output = run_migrate("--url", sql_url, "--invalid-data", "string")
+
+    assert code == 1, output
+    error = next(line for line in output.splitlines() if line.startswith("Error: "))
+    assert "revision 0002" in error
+    assert (
+        "4 legacy row(s) have no value (NULL) where the store needs one: session_id in "
+        "events.id 2, 5; event_id in events.id 3, 5; timestamp in events.id 4, 5. Nothing "
+        "was changed." in error
+    ), error
+    assert asyncio.run(migrate.status(sql_url)).revision == "0001"
+    assert len(asyncio.run(query(sql_url, "SELECT id FROM events"))) == 5
+    with pytest.raises(Exception, match="stream_id"):
+        asyncio.run(query(sql_url, "SELECT stream_id FROM events"))
+
+    asyncio.run(execute(sql_url, "DELETE FROM events WHERE id > 1"))
+    code, output = run_migrate("--url", sql_url)
+
+    assert code == 0, output
+    nullable = _declared_nullable(sql_url)
+    assert [c for c in ("session_id", "event_id", "data", "timestamp") if nullable[c]] == []
+
+
+def test_null_data_kept_as_json_null_says_so(
+    sql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    asyncio.run(create_unversioned_legacy(sql_url, nullable=True))
+    asyncio.run(
+        execute(
+            sql_url,
+            LEGACY_INSERT,
+            [_legacy("s1", "null", None, 10), _legacy("s1", "text", "{no", 20)],
+        )
+    )
+
+    with caplog.at_level(logging.WARNING, logger="eventstore.migrations"):
+        asyncio.run(migrate.upgrade(sql_url, invalid_data="string"))
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "kept the data of 1 legacy row(s) that was not JSON as JSON strings: events.id 2",
+        "1 legacy row(s) had no data (NULL); they now hold JSON null: events.id 1",
+    ]
+    assert asyncio.run(_stream(sql_url, "s1")) == [("null", 1, None, 10), ("text", 2, "{no", 20)]
+    assert not _declared_nullable(sql_url)["data"]

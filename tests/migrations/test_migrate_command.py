@@ -73,7 +73,7 @@ def test_migrate_sql_prints_a_script_that_upgrades_a_legacy_database(
     assert code == 0, script
     assert "INSERT INTO eventstore_alembic_version (version_num) VALUES ('0001')" in script
     assert "ALTER TABLE events ADD COLUMN stream_id TEXT DEFAULT '_default' NOT NULL" in script
-    assert "UPDATE events SET event_id = event_id || '#dup-'" in script
+    assert "UPDATE events SET event_id = renamed.event_id" in script
     if sql_url.startswith("postgresql"):
         assert "CREATE UNIQUE INDEX CONCURRENTLY uq_events_stream_seq" in script
         assert "ADD CONSTRAINT ck_events_seq_not_null CHECK (seq IS NOT NULL) NOT VALID" in script

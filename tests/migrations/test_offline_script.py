@@ -22,6 +22,7 @@ from tests.migrations.helpers import (
     create_unversioned_legacy,
     database_url,
     engine,
+    events_rows,
     execute,
     insert_legacy,
     query,
@@ -195,3 +196,108 @@ def test_every_script_states_how_to_run_it(sql_url: str, invalid_data: str) -> N
         assert script.startswith("-- mcp-eventstore schema upgrade for SQLite")
         assert script.count("mcp-eventstore schema upgrade") == 1
         assert "sqlite3 -bail DATABASE < FILE" in script
+
+
+#: Rows whose duplicates take derived ids that other rows had all along (ids 1..11, in
+#: order): e1's copy (id 2) yields 'e1#dup-2' to row 3; x's (id 5) yields twice.
+DERIVED_COLLISIONS = [
+    ("s", "e1", '"first"', 10),
+    ("s", "e1", '"copy"', 20),
+    ("s", "e1#dup-2", '"own"', 30),
+    ("t", "x", "1", 10),
+    ("t", "x", "2", 20),
+    ("t", "x#dup-5", "3", 30),
+    ("t", "x#dup-5#dup-5", "4", 40),
+    ("u", "y", "5", 10),
+    ("u", "y", "6", 10),
+    ("u", "y", "7", 10),
+    ("u", "y#dup-9", "8", 5),
+]
+
+
+def _run_script_to_the_end(url: str, script: Path) -> None:
+    if url.startswith("postgresql"):
+        ran = _psql(url, script, "-v", "ON_ERROR_STOP=1")
+    else:
+        ran = _sqlite3(url, script)
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_a_script_renames_duplicates_as_the_online_upgrade_does(
+    two_urls: tuple[str, str], tmp_path: Path
+) -> None:
+    online, offline = two_urls
+    for url in two_urls:
+        asyncio.run(create_unversioned_legacy(url, DERIVED_COLLISIONS))
+    script = tmp_path / "upgrade.sql"
+    script.write_text(_script(offline))
+
+    _migrate(online)
+    _run_script_to_the_end(offline, script)
+
+    assert asyncio.run(migrate.status(offline)).state is SchemaState.CURRENT
+    upgraded = asyncio.run(events_rows(online))
+    assert asyncio.run(events_rows(offline)) == upgraded
+    assert [row[4] for row in upgraded] == [
+        "e1",
+        "e1#dup-2#dup-2",
+        "e1#dup-2",
+        "x",
+        "x#dup-5#dup-5#dup-5",
+        "x#dup-5",
+        "x#dup-5#dup-5",
+        "y",
+        "y#dup-9#dup-9",
+        "y#dup-10",
+        "y#dup-9",
+    ]
+    asyncio.run(assert_numbered_in_order(offline))
+
+
+def test_a_script_stops_at_rows_without_a_session_id(sql_url: str, tmp_path: Path) -> None:
+    asyncio.run(create_unversioned_legacy(sql_url, nullable=True))
+    asyncio.run(insert_legacy(sql_url, [("s1", "ok", "1", 10)]))
+    asyncio.run(
+        execute(sql_url, "INSERT INTO events (event_id, data, timestamp) VALUES ('x', '2', 20)")
+    )
+    script = tmp_path / "upgrade.sql"
+    script.write_text(_script(sql_url, "--invalid-data", "string"))
+
+    if sql_url.startswith("postgresql"):
+        ran = _psql(sql_url, script, "-v", "ON_ERROR_STOP=1")
+        assert "legacy rows have no session_id, event_id or timestamp (NULL): events.id 2" in (
+            ran.stderr
+        )
+    else:
+        ran = _sqlite3(sql_url, script)
+        assert "malformed JSON" in ran.stderr
+    assert ran.returncode != 0
+    assert _tables(sql_url) == {"events", "eventstore_alembic_version"}
+    assert asyncio.run(query(sql_url, "SELECT id, data FROM events ORDER BY id")) == [
+        (1, "1"),
+        (2, "2"),
+    ]
+
+
+def test_a_script_makes_a_jsonb_data_column_text(postgres_url: str, tmp_path: Path) -> None:
+    asyncio.run(create_unversioned_legacy(postgres_url, nullable=True, data_type="JSONB"))
+    asyncio.run(execute(postgres_url, "INSERT INTO events VALUES (1, 's', 'a', '{\"b\": 1}', 5)"))
+    asyncio.run(execute(postgres_url, "INSERT INTO events VALUES (2, 's', 'b', NULL, 6)"))
+    script = tmp_path / "upgrade.sql"
+    script.write_text(_script(postgres_url, "--invalid-data", "string"))
+
+    _run_script_to_the_end(postgres_url, script)
+
+    assert asyncio.run(migrate.status(postgres_url)).state is SchemaState.CURRENT
+    assert asyncio.run(query(postgres_url, "SELECT data FROM events ORDER BY id")) == [
+        ('{"b": 1}',),
+        ("null",),
+    ]
+    declared = asyncio.run(
+        query(
+            postgres_url,
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_name = 'events' AND column_name IN ('data', 'session_id') ORDER BY 1",
+        )
+    )
+    assert declared == [("data", "text", "NO"), ("session_id", "text", "NO")]

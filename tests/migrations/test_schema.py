@@ -8,29 +8,14 @@ straight from :data:`eventstore.sql.schema.metadata` and the dialect modules'
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import inspect
 
 from eventstore import migrate
 from eventstore.sql import postgresql, sqlite
 from eventstore.sql.schema import metadata
-from tests.conftest import PostgresServer
 from tests.migrations.helpers import alembic, engine, query, schema_objects
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def two_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """Two empty databases of one dialect."""
-    if request.param == "sqlite":
-        return (
-            f"sqlite+aiosqlite:///{tmp_path}/migrated.sqlite3",
-            f"sqlite+aiosqlite:///{tmp_path}/reference.sqlite3",
-        )
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.new_database(), server.new_database()
 
 
 async def _build_from_models(url: str) -> None:

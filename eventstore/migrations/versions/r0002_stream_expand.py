@@ -6,11 +6,16 @@ constant default, ``seq`` none): no table rewrite, only a brief lock, taken firs
 ``lock_timeout``. Legacy rows read ``stream_id`` as the default stream id, ``-x
 default_stream_id=...`` (default ``_default``); a legacy writer's inserts get it too.
 
-Before anything changes, every legacy row's ``data`` must be JSON
+Before anything changes, every legacy row must have a ``session_id``, ``event_id`` and
+``timestamp`` (:func:`eventstore.migrations.backfill.check_required`: the upgrade refuses,
+naming the rows) and its ``data`` must be JSON
 (:func:`eventstore.migrations.backfill.check_data`: the upgrade refuses, naming the rows,
-unless ``-x invalid_data=string``), and legacy timestamps become whole milliseconds in a
-``BIGINT`` column (:func:`eventstore.migrations.backfill.fix_timestamps`; on PostgreSQL a
-``REAL``/``double precision`` column is rewritten, under the exclusive lock).
+unless ``-x invalid_data=string``). Then, under the exclusive lock, on PostgreSQL a
+``json``/``jsonb`` ``data`` column becomes ``text``
+(:func:`eventstore.migrations.backfill.fix_data_type`), legacy timestamps become whole
+milliseconds in a ``BIGINT`` column (:func:`eventstore.migrations.backfill.fix_timestamps`;
+a ``REAL``/``double precision`` column is rewritten) and nullable legacy columns become
+``NOT NULL`` (:func:`eventstore.migrations.backfill.require_values`; SQLite: in r0005).
 
 Downgrade folds the streams back into their sessions: both columns and the head table go,
 every event row stays (event ids are unique within a session by then, so the session-keyed
@@ -24,6 +29,7 @@ Create Date: 2026-12-03
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import sqlalchemy as sa
 from alembic import op
@@ -37,13 +43,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    if steps.is_offline():
+    # Online on PostgreSQL outside the transaction: a failed cast there aborts nothing.
+    with nullcontext() if steps.is_offline() else steps.autocommit():
+        backfill.check_required()
         backfill.check_data()
-    else:
-        with steps.autocommit():
-            backfill.check_data()
     steps.lock_table("events", "ACCESS EXCLUSIVE")
+    backfill.fix_data_type()
     backfill.fix_timestamps()
+    backfill.require_values()
     op.add_column(
         "events",
         sa.Column(

@@ -10,8 +10,10 @@ an interrupted run left, so a re-run completes.
 SQLite cannot change a column's nullability in place: ``batch_alter_table`` recreates the
 table (in the migration's transaction), which drops its triggers, so the retention trigger
 is created again. Rows a legacy writer added since r0003 are numbered first. A legacy
-table may lack the session index (then there is none to drop) or declare ``timestamp``
-``REAL`` (the rebuild declares it ``BIGINT``; r0002 already truncated the values).
+table may lack the session index (then there is none to drop), declare ``timestamp``
+``REAL`` (the rebuild declares it ``BIGINT``; r0002 already truncated the values) or
+declare its columns nullable (the rebuild declares them ``NOT NULL``; r0002 refused rows
+with NULLs and made NULL data JSON ``null``).
 
 Downgrade makes seq nullable again and rebuilds the session index.
 
@@ -49,8 +51,13 @@ def upgrade() -> None:
         integer_timestamps = offline or backfill.timestamp_is_integer()
         with _rebuild_events(seq_nullable=True) as batch:
             batch.alter_column("seq", existing_type=sa.BigInteger(), nullable=False)
-            if not integer_timestamps:
-                batch.alter_column("timestamp", type_=sa.BigInteger(), existing_nullable=False)
+            # A legacy table may declare them nullable; r0002 refused rows with NULLs.
+            for column in ("session_id", "event_id", "data"):
+                batch.alter_column(column, existing_type=sa.Text(), nullable=False)
+            if integer_timestamps:
+                batch.alter_column("timestamp", existing_type=sa.BigInteger(), nullable=False)
+            else:
+                batch.alter_column("timestamp", type_=sa.BigInteger(), nullable=False)
             if has_index:
                 batch.drop_index(_SESSION_INDEX)
         for statement in ddl.SQLITE_TRIM_STREAMS:
