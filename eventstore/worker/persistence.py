@@ -163,6 +163,7 @@ class PersistenceWorker:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="eventstore-persistence-worker"
             )
+            self._task.add_done_callback(self._stopped)
             log.debug("persistence worker started on %r", self.store)
 
     async def close(self) -> None:
@@ -170,7 +171,7 @@ class PersistenceWorker:
 
         Cancelling a ``close()`` only stops waiting; the drain goes on.
         """
-        await self._queue.close()
+        self._queue.close()
         if self._task is not None:
             await asyncio.wait({self._task})
             if not self._task.cancelled() and (error := self._task.exception()) is not None:
@@ -284,7 +285,7 @@ class PersistenceWorker:
                 batch = []
             log.debug("persistence worker drained and stopped")
         except BaseException:
-            await self._abandon(batch)
+            self._abandon(batch)
             raise
 
     async def _commit(self, batch: list[_Entry]) -> None:
@@ -359,9 +360,15 @@ class PersistenceWorker:
         progressed, self._progressed = self._progressed, asyncio.Event()
         progressed.set()
 
-    async def _abandon(self, in_flight: list[_Entry]) -> None:
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        # A task cancelled before its first step never ran _run's cleanup: without this,
+        # what was queued would wait forever.
+        if task.cancelled():
+            self._abandon([])
+
+    def _abandon(self, in_flight: list[_Entry]) -> None:
         """The task is going away (cancelled): fail everything it will never commit."""
-        await self._queue.close()
+        self._queue.close()
         left = in_flight + self._queue.drain_nowait()
         error = StoreClosedError(
             "the persistence worker was stopped before this request was confirmed "

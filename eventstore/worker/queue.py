@@ -132,7 +132,7 @@ class BatchQueue(Generic[T]):
         self._items.clear()
         return items
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Refuse further items and wake everyone waiting."""
         self._closed = True
         self._wake_putters()

@@ -116,3 +116,15 @@ async def test_store_closed_under_a_busy_worker_fails_the_rest_with_one_log_line
     ]
     stats = worker.stats
     assert (stats.committed, stats.failed) == (len(outcomes) - len(failed), len(failed))
+
+
+async def test_a_worker_cancelled_before_it_ever_ran_fails_what_was_queued() -> None:
+    worker = PersistenceWorker(await open_store("memory://"))
+    future = await worker.submit(StoreEvent("s", "a", "e1", 1))
+    (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "eventstore-persistence-worker"]
+    task.cancel()  # before its first step: its own cleanup never runs
+    with pytest.raises(StoreClosedError):
+        await asyncio.wait_for(future, 2)
+    with pytest.raises(StoreClosedError):
+        await asyncio.wait_for(worker.flush(), 2)
+    assert worker.stats.failed == 1
