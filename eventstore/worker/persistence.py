@@ -173,7 +173,9 @@ class PersistenceWorker:
         """
         self._queue.close()
         if self._task is not None:
-            await asyncio.wait({self._task})
+            if not self._task.done():
+                # (A done task may be of a loop that is gone: asyncio.wait would refuse it.)
+                await asyncio.wait({self._task})
             if not self._task.cancelled() and (error := self._task.exception()) is not None:
                 raise error
 

@@ -128,3 +128,19 @@ async def test_a_worker_cancelled_before_it_ever_ran_fails_what_was_queued() -> 
     with pytest.raises(StoreClosedError):
         await asyncio.wait_for(worker.flush(), 2)
     assert worker.stats.failed == 1
+
+
+def test_a_worker_left_from_an_ended_event_loop_closes_quietly() -> None:
+    async def first_run() -> PersistenceWorker:
+        worker = PersistenceWorker(await open_store("memory://"))
+        await worker.store_event("s", "a", "e1", 1)
+        return worker  # never closed: asyncio.run cancels its task
+
+    worker = asyncio.run(first_run())
+
+    async def second_run() -> None:
+        with pytest.raises(StoreClosedError):
+            await worker.store_event("s", "a", "e2", 2)
+        await worker.close()
+
+    asyncio.run(second_run())
