@@ -19,6 +19,7 @@ __all__ = [
     "CURSOR_OPTIONS",
     "DROP_TRIGGERS",
     "LOCK_FOR_STORE_WIDE_CAP",
+    "ONE_EVENT_LOOP",
     "PING_IDLE_SECONDS",
     "READ_OPTIONS",
     "REPLAY_AFTER",
@@ -36,6 +37,9 @@ __all__ = [
     "stream_params",
     "upsert",
 ]
+
+#: asyncpg connections belong to the event loop that made them: a store is used in one loop.
+ONE_EVENT_LOOP = True
 
 #: Row locks: a batch that is not appends only locks its head rows first, sorted (see
 #: ``eventstore.sql.store``), so that two such batches never deadlock.

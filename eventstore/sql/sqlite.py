@@ -27,6 +27,7 @@ __all__ = [
     "DROP_TRIGGERS",
     "INSERT_EVENT",
     "LOCK_FOR_STORE_WIDE_CAP",
+    "ONE_EVENT_LOOP",
     "READ_OPTIONS",
     "REPLAY_AFTER",
     "REPLAY_AFTER_LIMITED",
@@ -95,6 +96,9 @@ async def _connected(connection: aiosqlite.Connection) -> aiosqlite.Connection:
         await asyncio.to_thread(connection._thread.join, 1.0)
         raise
 
+
+#: aiosqlite answers whichever event loop asks: a store may outlive a loop.
+ONE_EVENT_LOOP = False
 
 #: No row locks: writers are serialised by ``BEGIN IMMEDIATE`` already.
 ROW_LOCKS = False

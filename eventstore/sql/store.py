@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -292,6 +293,13 @@ def _row_data(row: Sequence[Any], session_id: str, stream_id: str) -> Any:
         ) from None
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class SqlEventStore(EventStore):
     """Events in an SQL database through an SQLAlchemy async engine.
 
@@ -304,8 +312,8 @@ class SqlEventStore(EventStore):
     Build one with :func:`eventstore.open_store`; this constructor takes an engine whose
     schema is already in place and does not dispose of it unless ``owns_engine``.
     Database failures that are nobody's fault (connection lost, database locked) raise
-    :class:`~eventstore.errors.StoreUnavailableError`; nothing of that call was
-    committed and retrying it is safe.
+    :class:`~eventstore.errors.StoreUnavailableError`: retry the call (see that class
+    for the one case where the failed call did commit).
     """
 
     def __init__(
@@ -328,6 +336,8 @@ class SqlEventStore(EventStore):
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._owns_engine = owns_engine
         self._closed = False
+        # The loop it is used in (ONE_EVENT_LOOP): the one it is built in, else its first.
+        self._loop: asyncio.AbstractEventLoop | None = _running_loop()
 
     def __repr__(self) -> str:
         return f"SqlEventStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -925,6 +935,18 @@ class SqlEventStore(EventStore):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError("this SqlEventStore is closed")
+        if self._dialect.ONE_EVENT_LOOP:
+            loop = asyncio.get_running_loop()
+            if self._loop is None:
+                self._loop = loop
+            elif loop is not self._loop:
+                # Its pooled connections would fail in confusing ways (a future of
+                # another loop, then "another operation is in progress").
+                raise EventStoreError(
+                    "this store is used from another event loop than the one it was "
+                    "opened in (a second asyncio.run, another thread); open a store in "
+                    "each event loop that uses one"
+                )
 
     async def close(self) -> None:
         if self._closed:

@@ -8,7 +8,13 @@ import pytest
 from sqlalchemy import NullPool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from eventstore import SqlEventStore, StoreUnavailableError, open_store
+from eventstore import (
+    EventStore,
+    EventStoreError,
+    SqlEventStore,
+    StoreUnavailableError,
+    open_store,
+)
 from eventstore.sql.postgresql import PING_IDLE_SECONDS
 
 
@@ -71,3 +77,19 @@ async def test_an_explicit_pool_pre_ping_pings_every_checkout(postgres_url: str)
         await _terminate(postgres_url, await _backend_pids(store))
         stored = await store.store_event("s", "a", "e2", 2)
         assert stored.seq == 2
+
+
+def test_a_store_used_from_another_event_loop_says_so(postgres_url: str) -> None:
+    store = asyncio.run(_open(postgres_url))
+
+    async def use_elsewhere() -> None:
+        with pytest.raises(EventStoreError, match="another event loop than the one it was"):
+            await store.store_event("s", "a", "e1", 1)
+        with pytest.raises(EventStoreError, match="another event loop"):
+            await store.get_stream_events("s", "a")
+
+    asyncio.run(use_elsewhere())
+
+
+async def _open(url: str) -> EventStore:
+    return await open_store(url)
