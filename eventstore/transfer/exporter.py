@@ -24,6 +24,7 @@ from eventstore.sql import postgresql, sqlite
 from eventstore.sql.schema import events
 from eventstore.sql.store import SqlEventStore
 from eventstore.store import EventStore
+from eventstore.transfer.output import write_all
 from eventstore.transfer.progress import NoProgress, ProgressSink
 from eventstore.transfer.records import dumps_line
 from eventstore.transfer.streaming import read_errors, what_failed
@@ -97,7 +98,7 @@ def _write(out: IO[bytes], rows: Sequence[Any]) -> None:
         )
         for row in rows
     ]
-    out.write(("\n".join(lines) + "\n").encode("utf-8"))
+    write_all(out, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def _data(row: Any) -> Any:

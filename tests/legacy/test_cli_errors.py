@@ -8,9 +8,11 @@ import asyncio
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -341,3 +343,41 @@ def test_a_conflicting_line_is_reported_as_it_was(tmp_path: Path, sqlite_url: st
     assert record["line"] == 2
     assert record["reason"].startswith("duplicate event id 'a' in session 's' with different data")
     assert record["source"] == LINES[1]
+
+
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    """A ``preexec_fn``: files may not grow past ``limit`` bytes (``ulimit -f``). A write
+    across the limit is cut short and the next one fails with EFBIG, as on a disk that
+    fills up mid-write."""
+
+    def limit_it() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_it
+
+
+def test_an_unbuffered_export_to_a_full_file_is_an_error(tmp_path: Path, sqlite_url: str) -> None:
+    # `PYTHONUNBUFFERED=1 eventstore export > dump.jsonl` on a disk that fills: standard
+    # output is then raw, so a short write returns a count instead of raising.
+    async def fill() -> None:
+        async with open_store(sqlite_url) as store:
+            await store.apply([StoreEvent("s", "1", f"e{i}", "x" * 40_000, i) for i in range(3)])
+
+    asyncio.run(fill())
+    dump = tmp_path / "dump.jsonl"
+    with dump.open("wb") as out:
+        result = subprocess.run(
+            [*cli_command(), "export", "--url", sqlite_url],
+            env=cli_env(PYTHONUNBUFFERED="1"),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            preexec_fn=_limit_file_size(64 * 1024),
+            check=False,
+        )
+
+    assert dump.stat().st_size == 64 * 1024  # the write was cut short
+    assert result.returncode == 1, result.stderr
+    assert "cannot write standard output: File too large" in _error(result.stderr)
+    assert "exported" not in result.stderr
