@@ -381,3 +381,15 @@ def test_an_unbuffered_export_to_a_full_file_is_an_error(tmp_path: Path, sqlite_
     assert result.returncode == 1, result.stderr
     assert "cannot write standard output: File too large" in _error(result.stderr)
     assert "exported" not in result.stderr
+
+
+def test_prune_refuses_a_zero_idle_time(sqlite_url: str) -> None:
+    # 0 would drop every session, even those written a moment ago.
+    _store(sqlite_url)
+    for idle in ("0", "0s", "0m", "0ms", "0h0m"):
+        result = run_cli("prune", "--idle", idle, "--url", sqlite_url)
+        assert result.exit_code == 2, result.output
+        error = _error(result.output)
+        assert "Invalid value for '--idle'" in error and "must be longer than 0" in error, error
+    assert len(stored(sqlite_url)) == 3
+    assert run_cli("prune", "--idle", "1h", "--url", sqlite_url).exit_code == 0
