@@ -28,10 +28,32 @@ T = TypeVar("T")
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
 
+
+def not_empty(
+    ctx: click.Context | None, param: click.Parameter | None, value: str | None
+) -> str | None:
+    """Click callback: refuse an empty (or blank) URL or path instead of ignoring it.
+
+    An empty ``--url`` is what ``--url "$LEGACY_DATABASE_URL"`` gives when the variable is
+    unset; taken as "no --url", it would send the command to the embedded default store
+    -- importing into it, migrating or pruning it -- without a word.
+    """
+    if value is not None and not value.strip():
+        name = "the URL" if param is not None and param.name == "url" else "it"
+        raise click.BadParameter(
+            f'{name} is empty: if it came from a variable (like "$LEGACY_DATABASE_URL"), '
+            "that variable is unset or empty",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
 url_option = click.option(
     "--url",
     envvar=URL_ENV,
     default=None,
+    callback=not_empty,
     show_envvar=True,
     help="Database URL (sqlite+aiosqlite:///file, postgresql+asyncpg://...). "
     "Default: the embedded SQLite file.",

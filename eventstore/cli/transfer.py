@@ -28,6 +28,7 @@ from eventstore.cli.options import (
     fail,
     interrupted,
     is_memory,
+    not_empty,
     parse_url,
     run,
     safe_url,
@@ -104,7 +105,7 @@ class _RejectSample:
 
 
 @click.command("import")
-@click.argument("source")
+@click.argument("source", callback=not_empty)
 @url_option
 @click.option(
     "--stream-id",

@@ -393,3 +393,45 @@ def test_prune_refuses_a_zero_idle_time(sqlite_url: str) -> None:
         assert "Invalid value for '--idle'" in error and "must be longer than 0" in error, error
     assert len(stored(sqlite_url)) == 3
     assert run_cli("prune", "--idle", "1h", "--url", sqlite_url).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["info"],
+        ["prune", "--idle", "1h"],
+        ["export"],
+        ["import", "dump.jsonl"],
+        ["import", "dump.jsonl", "--dry-run"],
+        ["migrate"],
+        ["migrate", "--sql"],
+    ],
+)
+def test_an_empty_url_is_refused_not_the_default_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # `--url "$LEGACY_DATABASE_URL"` with the variable unset: it must not fall back to
+    # the embedded store (which would get imported into, migrated, pruned, ...).
+    data_home = tmp_path / "data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
+    monkeypatch.delenv("EVENTSTORE_DATABASE_URL", raising=False)
+    write_lines(tmp_path / "dump.jsonl", [LINES[0]])
+    for url in ("", "  "):
+        result = run_cli(*command, "--url", url)
+
+        assert result.exit_code == 2, result.output
+        error = _error(result.output)
+        assert "Invalid value for '--url'" in error and "is empty" in error, error
+        assert "unset" in error, error
+    assert not data_home.exists()
+
+
+def test_an_empty_import_source_is_refused(tmp_path: Path, sqlite_url: str) -> None:
+    # `eventstore import "$LEGACY_DATABASE_URL"` with the variable unset.
+    result = run_cli("import", "", "--url", sqlite_url)
+
+    assert result.exit_code == 2, result.output
+    error = _error(result.output)
+    assert "Invalid value for 'SOURCE'" in error and "is empty" in error, error
+    assert "unset" in error, error
+    assert not Path(sqlite_url.split("///", 1)[1]).exists()
