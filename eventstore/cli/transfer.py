@@ -1,7 +1,10 @@
 """``eventstore import`` and ``eventstore export``: moving events between stores and dumps.
 
-Exit codes of ``eventstore import``: 0 everything was imported (or, with ``--dry-run``,
-would be); 3 (:data:`EXIT_REJECTED`) it finished but rejected lines (see the reject file);
+Exit codes of ``eventstore import``: 0 it finished and rejected nothing (or, with
+``--dry-run``, would); what it skipped by design -- identical duplicates, events the target
+holds already, the older events of a stream over the target's cap -- is listed in its
+summary, not an error; 3 (:data:`EXIT_REJECTED`) it finished but rejected lines (see the
+reject file);
 1 it failed (unreadable source, unreachable target, unwritable reject file); 2 bad usage;
 130 interrupted (run the same command again to resume).
 """
@@ -166,7 +169,8 @@ def import_command(
 
     \b
     Exit codes:
-      0    done (with --dry-run: would be)
+      0    done, nothing rejected (older events over the target's cap are
+           skipped, and listed; with --dry-run: would be)
       3    done, but lines were rejected (see the reject file)
       1    failed (unreadable source, unreachable target, unwritable reject file)
       2    bad usage (unknown option, SOURCE and --url the same database, ...)
