@@ -72,8 +72,8 @@ def prune(url: str | None, idle_ms: int) -> None:
 
     try:
         removed = run(prune_sessions())
-    except Interrupted:
-        interrupted("the prune stopped; sessions already dropped stay dropped")
+    except Interrupted as stop:
+        interrupted("the prune stopped; sessions already dropped stay dropped", stop)
     except EventStoreError as exc:
         fail(str(exc))
     click.echo(f"pruned {removed} idle session(s) from {safe_url(target)}")

@@ -4,9 +4,9 @@ Exit codes of ``eventstore import``: 0 it finished and rejected nothing (or, wit
 ``--dry-run``, would); what it skipped by design -- identical duplicates, events the target
 holds already, the older events of a stream over the target's cap -- is listed in its
 summary, not an error; 3 (:data:`EXIT_REJECTED`) it finished but rejected lines (see the
-reject file);
-1 it failed (unreadable source, unreachable target, unwritable reject file); 2 bad usage;
-130 interrupted (run the same command again to resume).
+reject file); 1 it failed (unreadable or truncated source, unreachable target, unwritable
+reject file); 2 bad usage; 130 interrupted by Ctrl-C, 143 by SIGTERM (run the same command
+again to resume).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from eventstore.cli.options import (
     parse_url,
     run,
     safe_url,
+    sigterm_raises,
     sqlite_path,
     url_option,
 )
@@ -175,6 +176,7 @@ def import_command(
       1    failed (unreadable source, unreachable target, unwritable reject file)
       2    bad usage (unknown option, SOURCE and --url the same database, ...)
       130  interrupted: run the same command again to import the rest
+      143  terminated (SIGTERM): likewise
     """
     target = url or default_url()
     if is_memory(target):
@@ -222,12 +224,13 @@ def import_command(
             progress.finish()
             if not dry_run:
                 rejects.close()
-    except Interrupted:
+    except Interrupted as stop:
         interrupted(
             "a dry run, so nothing was written"
             if dry_run
             else "every batch committed so far is kept; run the same command again to "
-            "import the rest (nothing is stored twice)"
+            "import the rest (nothing is stored twice)",
+            stop,
         )
     except EventStoreError as exc:
         fail(str(exc))
@@ -415,13 +418,14 @@ def export_command(url: str | None, session_ids: tuple[str, ...], output: Path |
 
     shown = "standard output" if output is None else str(output)
     try:
-        with _output(output) as out:
+        with sigterm_raises(), _output(output) as out:
             count = run(export(out))
-    except Interrupted:
+    except Interrupted as stop:
         interrupted(
             "the output is incomplete"
             if output is None
-            else f"nothing was written to {output}; run the export again"
+            else f"nothing was written to {output}; run the export again",
+            stop,
         )
     except EventStoreError as exc:
         fail(str(exc))

@@ -136,7 +136,15 @@ def test_a_failed_export_keeps_the_file_it_would_have_replaced(tmp_path: Path) -
     assert _files(tmp_path) == ["dump.jsonl", "store.sqlite3"]
 
 
-def test_an_interrupted_export_leaves_no_dump(tmp_path: Path, sqlite_url: str) -> None:
+@pytest.mark.parametrize(
+    ("sig", "status", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_an_interrupted_export_leaves_no_dump(
+    tmp_path: Path, sqlite_url: str, sig: signal.Signals, status: int, said: str
+) -> None:
+    # Ctrl-C, or SIGTERM (`kill`, systemd, a container stopping): the same cleanup.
     _store(sqlite_url, 150_000)
     dump = tmp_path / "dump.jsonl"
     process = subprocess.Popen(
@@ -152,11 +160,11 @@ def test_an_interrupted_export_leaves_no_dump(tmp_path: Path, sqlite_url: str) -
         partial = [p for p in tmp_path.glob(".dump.jsonl.*.partial") if p.stat().st_size]
         time.sleep(0.005)
     assert partial, "the export was over before it could be interrupted"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
 
-    assert process.returncode == 130, stderr
-    assert f"interrupted: nothing was written to {dump}" in stderr
+    assert process.returncode == status, stderr
+    assert f"{said}: nothing was written to {dump}" in stderr
     assert "Traceback" not in stderr
     assert not dump.exists()
     assert not list(tmp_path.glob(".dump.jsonl.*"))
