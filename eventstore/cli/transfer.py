@@ -40,7 +40,7 @@ from eventstore.cli.options import (
     url_option,
 )
 from eventstore.config import default_url
-from eventstore.errors import EventStoreError, SchemaError
+from eventstore.errors import EventStoreError, SchemaError, StoreUnavailableError
 from eventstore.events import DEFAULT_STREAM_ID
 from eventstore.memory import InMemoryEventStore
 from eventstore.open import open_store
@@ -231,6 +231,17 @@ def import_command(
             else "every batch committed so far is kept; run the same command again to "
             "import the rest (nothing is stored twice)",
             stop,
+        )
+    except StoreUnavailableError as exc:
+        # Retried for RETRY_SECONDS already; what was committed stays, so say how to go on.
+        fail(
+            f"{exc}; the database stayed unreachable, so the import stopped"
+            + (
+                ""
+                if dry_run
+                else ": every batch committed so far is kept; run the same command again "
+                "to import the rest (nothing is stored twice)"
+            )
         )
     except EventStoreError as exc:
         fail(str(exc))
