@@ -235,13 +235,8 @@ def import_command(
     except StoreUnavailableError as exc:
         # Retried for RETRY_SECONDS already; what was committed stays, so say how to go on.
         fail(
-            f"{exc}; the database stayed unreachable, so the import stopped"
-            + (
-                ""
-                if dry_run
-                else ": every batch committed so far is kept; run the same command again "
-                "to import the rest (nothing is stored twice)"
-            )
+            f"{exc}; once the database is back, run the same command again"
+            + ("" if dry_run else ": it resumes where it stopped (nothing is stored twice)")
         )
     except EventStoreError as exc:
         fail(str(exc))
