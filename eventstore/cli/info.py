@@ -59,7 +59,7 @@ def info(url: str | None) -> None:
 
     try:
         run(show())
-    except Interrupted:
-        interrupted("nothing was changed")
+    except Interrupted as stop:
+        interrupted("nothing was changed", stop)
     except EventStoreError as exc:
         fail(str(exc))

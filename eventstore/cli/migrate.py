@@ -139,10 +139,11 @@ def migrate(
                     progress=click.echo,
                 )
             )
-    except Interrupted:
+    except Interrupted as stop:
         interrupted(
             f"the {action} stopped; what it committed stays. Run the same command again "
-            "to finish: it resumes where it stopped"
+            "to finish: it resumes where it stopped",
+            stop,
         )
     except EventStoreError as exc:
         fail(str(exc))

@@ -2,15 +2,17 @@
 
 Every command reports a failure as one ``Error: ...`` line and a non-zero exit status
 (1, or 2 for bad usage), never a traceback; Ctrl-C ends it with status 130
-(:data:`EXIT_INTERRUPTED`) and a line saying how to go on.
+(:data:`EXIT_INTERRUPTED`), SIGTERM with 143 (:data:`EXIT_TERMINATED`), after the same
+cleanup and with a line saying how to go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -26,12 +28,36 @@ from eventstore.sql.engine import normalize_url
 T = TypeVar("T")
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+#: Exit status of a command stopped by SIGTERM (128 + SIGTERM).
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+def not_empty(
+    ctx: click.Context | None, param: click.Parameter | None, value: str | None
+) -> str | None:
+    """Click callback: refuse an empty (or blank) URL or path instead of ignoring it.
+
+    An empty ``--url`` is what ``--url "$LEGACY_DATABASE_URL"`` gives when the variable is
+    unset; taken as "no --url", it would send the command to the embedded default store
+    -- importing into it, migrating or pruning it -- without a word.
+    """
+    if value is not None and not value.strip():
+        name = "the URL" if param is not None and param.name == "url" else "it"
+        raise click.BadParameter(
+            f'{name} is empty: if it came from a variable (like "$LEGACY_DATABASE_URL"), '
+            "that variable is unset or empty",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
 
 url_option = click.option(
     "--url",
     envvar=URL_ENV,
     default=None,
+    callback=not_empty,
     show_envvar=True,
     help="Database URL (sqlite+aiosqlite:///file, postgresql+asyncpg://...). "
     "Default: the embedded SQLite file.",
@@ -120,45 +146,80 @@ def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
+#: The signals that stop a command cleanly: Ctrl-C, and what ``kill``, systemd or a
+#: container runtime send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class Interrupted(Exception):
-    """The command was stopped by Ctrl-C (SIGINT)."""
+    """The command was stopped by Ctrl-C (SIGINT) or SIGTERM (``signum``)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While active, SIGTERM raises :class:`Interrupted` where the program is (as Ctrl-C
+    raises ``KeyboardInterrupt``) instead of ending the process on the spot, so cleanup
+    that runs outside :func:`run` (an export's temporary file, created before and renamed
+    after) still happens."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)``, where Ctrl-C cancels ``main`` and raises :class:`Interrupted`
-    -- whatever the cleanup after the cancellation raised on its way out."""
-    interrupted = False
+    """``asyncio.run(main)``, where Ctrl-C or SIGTERM cancels ``main`` and raises
+    :class:`Interrupted` -- whatever the cleanup after the cancellation raised on its
+    way out."""
+    stopped_by: int | None = None
 
     async def guarded() -> T:
-        nonlocal interrupted
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
 
-        def on_sigint() -> None:
-            nonlocal interrupted
-            interrupted = True
+        def on_signal(signum: int) -> None:
+            nonlocal stopped_by
+            if stopped_by is None:
+                stopped_by = signum
             task.cancel()
 
-        try:
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
-            installed = True
-        except (NotImplementedError, RuntimeError, ValueError):
-            installed = False  # not the main thread, or no signals here: Python's default
+        installed: list[tuple[int, Any]] = []
+        for signum in STOP_SIGNALS:
+            previous = signal.getsignal(signum)
+            try:
+                loop.add_signal_handler(signum, on_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or no signals here: Python's default
+            installed.append((signum, previous))
         try:
             return await main
         finally:
-            if installed:
-                loop.remove_signal_handler(signal.SIGINT)
+            for handled, previous in installed:
+                loop.remove_signal_handler(handled)
+                # asyncio leaves SIG_DFL behind, not what was there (sigterm_raises).
+                if previous is not None:
+                    signal.signal(handled, previous)
 
     outer = guarded()
     try:
         return asyncio.run(outer)
     except KeyboardInterrupt as exc:
-        raise Interrupted() from exc
+        raise Interrupted(signal.SIGINT) from exc
+    except Interrupted:
+        raise
     except BaseException as exc:
-        if interrupted:
-            raise Interrupted() from exc
+        if stopped_by is not None:
+            raise Interrupted(stopped_by) from exc
         raise
     finally:
         # Never started (asyncio.run refused): no "never awaited" warnings.
@@ -166,7 +227,10 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         main.close()
 
 
-def interrupted(message: str) -> NoReturn:
-    """End the command after Ctrl-C: ``message`` on stderr, exit status 130."""
-    click.echo(f"interrupted: {message}", err=True)
-    sys.exit(EXIT_INTERRUPTED)
+def interrupted(message: str, stop: Interrupted | None = None) -> NoReturn:
+    """End the command after Ctrl-C or SIGTERM (``stop``): ``message`` on stderr, exit
+    status 128 + the signal (130 for Ctrl-C, 143 for SIGTERM), as shells report it."""
+    signum: int = signal.SIGINT if stop is None else stop.signum
+    said = "interrupted" if signum == signal.SIGINT else "terminated"
+    click.echo(f"{said}: {message}", err=True)
+    sys.exit(128 + signum)

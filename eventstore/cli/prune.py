@@ -22,10 +22,21 @@ from eventstore.open import open_store
 
 
 def parse_duration(ctx: click.Context | None, param: click.Parameter | None, value: str) -> int:
-    """``90s``, ``15m``, ``1h``, ``1h30m``, ``2d``, ``500ms`` or ``0``, in milliseconds
-    (the one duration syntax of the command line: :func:`eventstore.migrate.parse_duration_ms`)."""
+    """``90s``, ``15m``, ``1h``, ``1h30m``, ``2d`` or ``500ms``, in milliseconds (the one
+    duration syntax of the command line: :func:`eventstore.migrate.parse_duration_ms`).
+
+    Zero is refused: every session is idle for at least 0 ms, so ``--idle 0`` would drop
+    them all, even one written a moment ago -- never what a TTL means.
+    """
     parsed = duration(ctx, param, value)
     assert parsed is not None
+    if parsed == 0:
+        raise click.BadParameter(
+            f"{value!r} must be longer than 0: an idle time of 0 would drop every session, "
+            "even those in use (the MCP SDK's session idle timeout is 30m)",
+            ctx=ctx,
+            param=param,
+        )
     return parsed
 
 
@@ -61,8 +72,8 @@ def prune(url: str | None, idle_ms: int) -> None:
 
     try:
         removed = run(prune_sessions())
-    except Interrupted:
-        interrupted("the prune stopped; sessions already dropped stay dropped")
+    except Interrupted as stop:
+        interrupted("the prune stopped; sessions already dropped stay dropped", stop)
     except EventStoreError as exc:
         fail(str(exc))
     click.echo(f"pruned {removed} idle session(s) from {safe_url(target)}")

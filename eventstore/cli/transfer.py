@@ -1,9 +1,12 @@
 """``eventstore import`` and ``eventstore export``: moving events between stores and dumps.
 
-Exit codes of ``eventstore import``: 0 everything was imported (or, with ``--dry-run``,
-would be); 3 (:data:`EXIT_REJECTED`) it finished but rejected lines (see the reject file);
-1 it failed (unreadable source, unreachable target, unwritable reject file); 2 bad usage;
-130 interrupted (run the same command again to resume).
+Exit codes of ``eventstore import``: 0 it finished and rejected nothing (or, with
+``--dry-run``, would); what it skipped by design -- identical duplicates, events the target
+holds already, the older events of a stream over the target's cap -- is listed in its
+summary, not an error; 3 (:data:`EXIT_REJECTED`) it finished but rejected lines (see the
+reject file); 1 it failed (unreadable or truncated source, unreachable target, unwritable
+reject file); 2 bad usage; 130 interrupted by Ctrl-C, 143 by SIGTERM (run the same command
+again to resume).
 """
 
 from __future__ import annotations
@@ -28,14 +31,16 @@ from eventstore.cli.options import (
     fail,
     interrupted,
     is_memory,
+    not_empty,
     parse_url,
     run,
     safe_url,
+    sigterm_raises,
     sqlite_path,
     url_option,
 )
 from eventstore.config import default_url
-from eventstore.errors import EventStoreError, SchemaError
+from eventstore.errors import EventStoreError, SchemaError, StoreUnavailableError
 from eventstore.events import DEFAULT_STREAM_ID
 from eventstore.memory import InMemoryEventStore
 from eventstore.open import open_store
@@ -104,7 +109,7 @@ class _RejectSample:
 
 
 @click.command("import")
-@click.argument("source")
+@click.argument("source", callback=not_empty)
 @url_option
 @click.option(
     "--stream-id",
@@ -165,11 +170,13 @@ def import_command(
 
     \b
     Exit codes:
-      0    done (with --dry-run: would be)
+      0    done, nothing rejected (older events over the target's cap are
+           skipped, and listed; with --dry-run: would be)
       3    done, but lines were rejected (see the reject file)
       1    failed (unreadable source, unreachable target, unwritable reject file)
       2    bad usage (unknown option, SOURCE and --url the same database, ...)
       130  interrupted: run the same command again to import the rest
+      143  terminated (SIGTERM): likewise
     """
     target = url or default_url()
     if is_memory(target):
@@ -217,12 +224,19 @@ def import_command(
             progress.finish()
             if not dry_run:
                 rejects.close()
-    except Interrupted:
+    except Interrupted as stop:
         interrupted(
             "a dry run, so nothing was written"
             if dry_run
             else "every batch committed so far is kept; run the same command again to "
-            "import the rest (nothing is stored twice)"
+            "import the rest (nothing is stored twice)",
+            stop,
+        )
+    except StoreUnavailableError as exc:
+        # Retried for RETRY_SECONDS already; what was committed stays, so say how to go on.
+        fail(
+            f"{exc}; once the database is back, run the same command again"
+            + ("" if dry_run else ": it resumes where it stopped (nothing is stored twice)")
         )
     except EventStoreError as exc:
         fail(str(exc))
@@ -410,13 +424,14 @@ def export_command(url: str | None, session_ids: tuple[str, ...], output: Path |
 
     shown = "standard output" if output is None else str(output)
     try:
-        with _output(output) as out:
+        with sigterm_raises(), _output(output) as out:
             count = run(export(out))
-    except Interrupted:
+    except Interrupted as stop:
         interrupted(
             "the output is incomplete"
             if output is None
-            else f"nothing was written to {output}; run the export again"
+            else f"nothing was written to {output}; run the export again",
+            stop,
         )
     except EventStoreError as exc:
         fail(str(exc))

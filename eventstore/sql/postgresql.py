@@ -18,6 +18,8 @@ __all__ = [
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
     "DROP_TRIGGERS",
+    "EXPORT",
+    "EXPORT_SESSIONS",
     "LOCK_FOR_STORE_WIDE_CAP",
     "ONE_EVENT_LOOP",
     "PING_IDLE_SECONDS",
@@ -258,6 +260,15 @@ STREAM = (
     "WHERE session_id = $1 AND stream_id = $2 ORDER BY seq"
 )
 STREAM_LIMITED = STREAM + " LIMIT $3"
+# An export's cursor, on asyncpg too: it fetches exactly as many rows as asked for.
+EXPORT = (
+    "SELECT session_id, stream_id, seq, event_id, data, timestamp FROM events "
+    "ORDER BY session_id, stream_id, seq"
+)
+EXPORT_SESSIONS = (
+    "SELECT session_id, stream_id, seq, event_id, data, timestamp FROM events "
+    "WHERE session_id = ANY($1::text[]) ORDER BY session_id, stream_id, seq"
+)
 
 # Server errors that mean the connection is gone: admin/crash shutdown, cannot connect
 # now; and SQLSTATE class 08, connection exceptions.

@@ -5,7 +5,8 @@ The import runs in two passes. The first reads the whole source into
 unreadable source costs nothing), settles duplicates and applies the target's cap. The
 second feeds the surviving events, stream by stream in order, to a
 :class:`~eventstore.worker.PersistenceWorker`, which commits up to ``batch_size`` of
-them per transaction, in queue order, and rides out database outages with its retries.
+them per transaction, in queue order, and rides out database outages with its retries;
+the lookups of what the target already holds ride them out the same way.
 
 Re-running an import is safe and is how an interrupted one resumes: batches commit
 atomically and in order, so each stream in the target holds a prefix of what the import
@@ -39,11 +40,19 @@ from eventstore.transfer.sources import Source
 from eventstore.transfer.staging import CapSummary, StagedEvent, Staging
 from eventstore.transfer.threads import in_thread
 from eventstore.worker import MAX_BATCH_LIMIT, PersistenceWorker
+from eventstore.worker.retry import (
+    DEFAULT_INITIAL_SECONDS,
+    DEFAULT_MAXIMUM_SECONDS,
+    OutageRetrier,
+)
 
 #: Events per transaction, by default.
 DEFAULT_BATCH_SIZE = 1000
 #: Largest accepted ``batch_size``: the worker's batch limit.
 MAX_BATCH_SIZE = MAX_BATCH_LIMIT
+#: How long an import rides out a database outage, in its reads of the target (the cap,
+#: the lookups) as in its writes (the worker's ``retry_timeout``), in seconds.
+RETRY_SECONDS = 30.0
 
 
 @dataclass
@@ -115,7 +124,8 @@ async def import_events(
     Idempotent: re-running the same import stores nothing twice, so it is also how an
     interrupted import resumes. Raises :class:`~eventstore.errors.InvalidInputError` when
     the source cannot be read (before anything is written) and
-    :class:`~eventstore.errors.StoreUnavailableError` when the target stays unreachable.
+    :class:`~eventstore.errors.StoreUnavailableError` when the target stays unreachable
+    for :data:`RETRY_SECONDS`.
     """
     check_id("stream_id", stream_id)
     if (
@@ -134,6 +144,11 @@ async def import_events(
         if on_reject is not None:
             on_reject(item)
 
+    # One outage clock for the reads: a server restarting while the import looks up
+    # what the target holds is waited for, as the worker waits for it when writing.
+    retrier = OutageRetrier(
+        timeout=RETRY_SECONDS, initial=DEFAULT_INITIAL_SECONDS, maximum=DEFAULT_MAXIMUM_SECONDS
+    )
     staging = Staging(stream_id)
     try:
         progress.start(f"reading {source.description}", None, "records")
@@ -150,12 +165,12 @@ async def import_events(
         progress.start("sorting and de-duplicating", None)
         await in_thread(staging.seal)
         report.duplicates = staging.duplicates
-        cap = await store.get_max_events_per_stream()
+        cap = await retrier.call(store.get_max_events_per_stream)
         if cap is not None:
             report.cap = await in_thread(staging.apply_cap, cap)
         report.events, _, _ = await in_thread(staging.counts)
         progress.start("checking against the target" if dry_run else "importing", report.events)
-        await _write(staging, store, batch_size, report, progress)
+        await _write(staging, store, batch_size, report, progress, retrier)
         await _late_rejects(staging, source, reject, original=not dry_run)
         return report
     finally:
@@ -184,9 +199,11 @@ async def _write(
     batch_size: int,
     report: ImportReport,
     progress: ProgressSink,
+    retrier: OutageRetrier,
 ) -> None:
-    """Check each staged event against the target; feed the new ones to a worker in order
-    (for a dry run, only count them); account for each as it commits."""
+    """Check each staged event against the target (lookups retried through an outage);
+    feed the new ones to a worker in order (for a dry run, only count them); account for
+    each as it commits."""
     batches = staging.ordered(batch_size)
     pending: deque[tuple[StagedEvent, asyncio.Future[StoredEvent]]] = deque()
     lookup = TargetLookup(store)
@@ -202,7 +219,7 @@ async def _write(
         progress.advance(settled)
 
     async def fresh(staged: list[StagedEvent]) -> list[StagedEvent]:
-        held = await lookup.held(staged)
+        held = await retrier.call(lookup.held, staged)
         new: list[StagedEvent] = []
         for event in staged:
             found = held.get((event.session_id, event.event_id))
@@ -232,7 +249,9 @@ async def _write(
         return
     # A queue of two batches keeps the worker busy while the next batch is fetched, and
     # bounds memory: submit() waits for room.
-    async with PersistenceWorker(store, max_batch=batch_size, max_queue=2 * batch_size) as worker:
+    async with PersistenceWorker(
+        store, max_batch=batch_size, max_queue=2 * batch_size, retry_timeout=RETRY_SECONDS
+    ) as worker:
         while (staged := await in_thread(next, batches, None)) is not None:
             new = await fresh(staged)
             for event, request in zip(new, _requests(new), strict=True):

@@ -98,6 +98,8 @@ class DumpFile(Source):
             with self._open() as lines:
                 chunk: Chunk = []
                 for position, raw in enumerate(lines, start=1):
+                    if not raw.endswith(b"\n") and raw.strip():
+                        raise InvalidInputError(self._cut_short(position))
                     item = parse_line(position, raw, max_event_bytes)
                     if item is not None:
                         chunk.append(item)
@@ -110,6 +112,21 @@ class DumpFile(Source):
             raise InvalidInputError(
                 f"cannot read {self.description} after line {position}: {exc}; nothing was imported"
             ) from exc
+
+    def _cut_short(self, position: int) -> str:
+        """Why a dump whose last line has no newline is refused.
+
+        ``eventstore export`` ends every line with one, and a line iterator only hands out
+        a line without it at the very end of the input: the dump stopped mid-line (a copy
+        cut off, a full disk, a writer killed). What is left of that line may even parse
+        (``"timestamp": 17`` of ``1700000000000``), so it is not merely rejected: the
+        whole import is refused before anything is written.
+        """
+        return (
+            f"{self.description} is cut short: its last line (line {position}) does not end "
+            "with a newline, so it may be incomplete; nothing was imported (if the dump is "
+            "whole, add the missing newline and run again)"
+        )
 
     async def originals(self, positions: Iterator[int]) -> AsyncIterator[Originals]:
         if self.path == "-":

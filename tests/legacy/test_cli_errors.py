@@ -8,9 +8,11 @@ import asyncio
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -134,7 +136,15 @@ def test_a_failed_export_keeps_the_file_it_would_have_replaced(tmp_path: Path) -
     assert _files(tmp_path) == ["dump.jsonl", "store.sqlite3"]
 
 
-def test_an_interrupted_export_leaves_no_dump(tmp_path: Path, sqlite_url: str) -> None:
+@pytest.mark.parametrize(
+    ("sig", "status", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_an_interrupted_export_leaves_no_dump(
+    tmp_path: Path, sqlite_url: str, sig: signal.Signals, status: int, said: str
+) -> None:
+    # Ctrl-C, or SIGTERM (`kill`, systemd, a container stopping): the same cleanup.
     _store(sqlite_url, 150_000)
     dump = tmp_path / "dump.jsonl"
     process = subprocess.Popen(
@@ -150,11 +160,11 @@ def test_an_interrupted_export_leaves_no_dump(tmp_path: Path, sqlite_url: str) -
         partial = [p for p in tmp_path.glob(".dump.jsonl.*.partial") if p.stat().st_size]
         time.sleep(0.005)
     assert partial, "the export was over before it could be interrupted"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
 
-    assert process.returncode == 130, stderr
-    assert f"interrupted: nothing was written to {dump}" in stderr
+    assert process.returncode == status, stderr
+    assert f"{said}: nothing was written to {dump}" in stderr
     assert "Traceback" not in stderr
     assert not dump.exists()
     assert not list(tmp_path.glob(".dump.jsonl.*"))
@@ -341,3 +351,95 @@ def test_a_conflicting_line_is_reported_as_it_was(tmp_path: Path, sqlite_url: st
     assert record["line"] == 2
     assert record["reason"].startswith("duplicate event id 'a' in session 's' with different data")
     assert record["source"] == LINES[1]
+
+
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    """A ``preexec_fn``: files may not grow past ``limit`` bytes (``ulimit -f``). A write
+    across the limit is cut short and the next one fails with EFBIG, as on a disk that
+    fills up mid-write."""
+
+    def limit_it() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_it
+
+
+def test_an_unbuffered_export_to_a_full_file_is_an_error(tmp_path: Path, sqlite_url: str) -> None:
+    # `PYTHONUNBUFFERED=1 eventstore export > dump.jsonl` on a disk that fills: standard
+    # output is then raw, so a short write returns a count instead of raising.
+    async def fill() -> None:
+        async with open_store(sqlite_url) as store:
+            await store.apply([StoreEvent("s", "1", f"e{i}", "x" * 40_000, i) for i in range(3)])
+
+    asyncio.run(fill())
+    dump = tmp_path / "dump.jsonl"
+    with dump.open("wb") as out:
+        result = subprocess.run(
+            [*cli_command(), "export", "--url", sqlite_url],
+            env=cli_env(PYTHONUNBUFFERED="1"),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            preexec_fn=_limit_file_size(64 * 1024),
+            check=False,
+        )
+
+    assert dump.stat().st_size == 64 * 1024  # the write was cut short
+    assert result.returncode == 1, result.stderr
+    assert "cannot write standard output: File too large" in _error(result.stderr)
+    assert "exported" not in result.stderr
+
+
+def test_prune_refuses_a_zero_idle_time(sqlite_url: str) -> None:
+    # 0 would drop every session, even those written a moment ago.
+    _store(sqlite_url)
+    for idle in ("0", "0s", "0m", "0ms", "0h0m"):
+        result = run_cli("prune", "--idle", idle, "--url", sqlite_url)
+        assert result.exit_code == 2, result.output
+        error = _error(result.output)
+        assert "Invalid value for '--idle'" in error and "must be longer than 0" in error, error
+    assert len(stored(sqlite_url)) == 3
+    assert run_cli("prune", "--idle", "1h", "--url", sqlite_url).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["info"],
+        ["prune", "--idle", "1h"],
+        ["export"],
+        ["import", "dump.jsonl"],
+        ["import", "dump.jsonl", "--dry-run"],
+        ["migrate"],
+        ["migrate", "--sql"],
+    ],
+)
+def test_an_empty_url_is_refused_not_the_default_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # `--url "$LEGACY_DATABASE_URL"` with the variable unset: it must not fall back to
+    # the embedded store (which would get imported into, migrated, pruned, ...).
+    data_home = tmp_path / "data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
+    monkeypatch.delenv("EVENTSTORE_DATABASE_URL", raising=False)
+    write_lines(tmp_path / "dump.jsonl", [LINES[0]])
+    for url in ("", "  "):
+        result = run_cli(*command, "--url", url)
+
+        assert result.exit_code == 2, result.output
+        error = _error(result.output)
+        assert "Invalid value for '--url'" in error and "is empty" in error, error
+        assert "unset" in error, error
+    assert not data_home.exists()
+
+
+def test_an_empty_import_source_is_refused(tmp_path: Path, sqlite_url: str) -> None:
+    # `eventstore import "$LEGACY_DATABASE_URL"` with the variable unset.
+    result = run_cli("import", "", "--url", sqlite_url)
+
+    assert result.exit_code == 2, result.output
+    error = _error(result.output)
+    assert "Invalid value for 'SOURCE'" in error and "is empty" in error, error
+    assert "unset" in error, error
+    assert not Path(sqlite_url.split("///", 1)[1]).exists()

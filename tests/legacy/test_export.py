@@ -6,12 +6,14 @@ import asyncio
 import gzip
 import io
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from eventstore import InvalidInputError, SchemaError, StoreEvent, open_store
 from eventstore.transfer import export_events
+from eventstore.transfer.exporter import CHUNK, FETCH_BYTES, FetchSize
 from tests.conftest import PostgresServer
 from tests.legacy.helpers import run_cli, run_process, stored
 
@@ -106,3 +108,50 @@ def test_export_refuses_what_it_cannot_read(tmp_path: Path, sqlite_url: str) -> 
             await open_store(f"sqlite:///{empty}", create_schema=False)
 
     asyncio.run(library())
+
+
+def test_fetches_are_sized_by_bytes_too() -> None:
+    size = FetchSize()
+    assert size.rows == 1
+    for _ in range(20):  # small rows: it grows, doubling, to CHUNK rows a fetch
+        size.update([200] * size.rows)
+    assert size.rows == CHUNK
+    size.update([200] * 10 + [20 * 2**20])  # a 20 MB row: one row a fetch
+    assert size.rows == 1
+    size.update([5 * 2**20])
+    assert size.rows == 1
+    size.update([2**20])
+    assert size.rows == 2  # at most doubling back, within FETCH_BYTES
+    size.update([2**20] * 2)
+    assert size.rows == 4 and size.rows * 2**20 <= FETCH_BYTES
+
+
+def test_export_memory_is_bounded_by_the_size_of_the_rows(tmp_path: Path, sql_url: str) -> None:
+    # 48 rows of 1 MiB. Fetched 5000 rows at a time, all of them were held at once, and
+    # as lines, joined and encoded besides: about five times the data. A fetch now holds
+    # about FETCH_BYTES; decoding one row's JSON costs a few times that row on top.
+    rows, row_bytes = 48, 2**20
+
+    async def fill() -> None:
+        async with open_store(sql_url) as store:
+            for i in range(rows):
+                await store.store_event("s", "1", f"e{i}", f"{i:02d}" + "x" * row_bytes)
+
+    asyncio.run(fill())
+
+    async def export() -> tuple[int, int]:
+        async with open_store(sql_url, create_schema=False) as store:
+            with (tmp_path / "dump.jsonl").open("wb") as out:
+                tracemalloc.start()
+                try:
+                    count = await export_events(store, out)
+                    return count, tracemalloc.get_traced_memory()[1]
+                finally:
+                    tracemalloc.stop()
+
+    count, peak = asyncio.run(export())
+
+    assert count == rows
+    assert peak < FETCH_BYTES + 20 * row_bytes < rows * row_bytes, f"{peak / 2**20:.1f} MiB"
+    lines = (tmp_path / "dump.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["data"][:2] for line in lines] == [f"{i:02d}" for i in range(rows)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 from eventstore import open_store
@@ -62,3 +63,24 @@ def test_a_dry_run_reports_the_cap(tmp_path: Path, sqlite_url: str) -> None:
     assert "session 's' stream '_default': 5 events, keeps the newest 3" in result.output
     assert "would import: 3 new events" in result.output
     assert stored(sqlite_url) == []
+
+
+def test_the_exit_codes_say_what_a_cap_does(tmp_path: Path, sqlite_url: str) -> None:
+    # Events beyond the target's cap are skipped by design and listed: the import exits
+    # 0, and the documented meaning of 0 has to cover them.
+    capped_store(sqlite_url, 2)
+    dump = DumpLines(tmp_path / "d.jsonl")
+    for i in range(4):
+        dump.add("s", f"e{i}", i, i)
+
+    result = run_cli("import", str(dump.write()), "--url", sqlite_url)
+
+    assert result.exit_code == 0, result.output
+    assert "(2 older events skipped)" in result.output
+    migration = (Path(__file__).resolve().parents[2] / "MIGRATION.md").read_text()
+    (zero,) = [line for line in migration.splitlines() if line.startswith("| 0 |")]
+    assert "cap" in zero and "every line was imported" not in zero, zero
+    help_text = run_cli("import", "--help").output
+    assert re.search(
+        r"^\s+0\s+done, nothing rejected \(older events over the target's cap", help_text, re.M
+    ), help_text

@@ -196,3 +196,34 @@ def test_an_unreadable_source_fails_before_writing(tmp_path: Path, sqlite_url: s
     assert result.exit_code == 1
     assert "nothing was imported" in result.output
     assert stored(sqlite_url) == []
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_a_dump_cut_mid_line_imports_nothing(
+    tmp_path: Path, sqlite_url: str, compress: bool
+) -> None:
+    # `eventstore export` ends every line with a newline: a last line without one was cut
+    # (a copy that stopped, a full disk), even where what is left parses (the newline
+    # alone missing, or a number cut short would still be JSON).
+    text = "".join(line + "\n" for line in (DUMP[0], DUMP[1], DUMP[3]))
+    for cut in (text[:-20], text[:-1]):
+        data = cut.encode()
+        dump = tmp_path / ("cut.jsonl.gz" if compress else "cut.jsonl")
+        dump.write_bytes(gzip.compress(data) if compress else data)
+
+        for args in ([], ["--dry-run"]):
+            result = run_cli("import", str(dump), "--url", sqlite_url, *args)
+
+            assert result.exit_code == 1, result.output
+            error = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+            assert error == [
+                f"Error: {dump} is cut short: its last line (line 3) does not end with a "
+                "newline, so it may be incomplete; nothing was imported (if the dump is "
+                "whole, add the missing newline and run again)"
+            ], result.output
+            assert stored(sqlite_url) == []
+            assert not (tmp_path / f"{dump.name}.rejects.jsonl").exists()
+
+    # Whole again: it imports.
+    dump.write_bytes(gzip.compress(text.encode()) if compress else text.encode())
+    assert run_cli("import", str(dump), "--url", sqlite_url).exit_code == 0

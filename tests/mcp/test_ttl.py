@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -204,7 +205,8 @@ def test_prune_command_drops_sessions_idle_for_the_given_time(tmp_path: Path) ->
     kept = runner.invoke(main, ["prune", "--idle", "1h", "--url", url])
     assert kept.exit_code == 0, kept.output
     assert "pruned 0 idle session(s)" in kept.output
-    dropped = runner.invoke(main, ["prune", "--idle", "0s", "--url", url])
+    time.sleep(0.05)  # idle for 50 ms (--idle 0 is refused: it would drop sessions in use)
+    dropped = runner.invoke(main, ["prune", "--idle", "10ms", "--url", url])
     assert dropped.exit_code == 0, dropped.output
     assert "pruned 3 idle session(s)" in dropped.output
 
