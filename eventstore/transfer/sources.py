@@ -28,6 +28,8 @@ from typing import Any, cast
 from sqlalchemy import column, inspect, select, table
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import TableClause
 
 from eventstore.errors import InvalidInputError, StoreUnavailableError
 from eventstore.sql.engine import async_engine, normalize_url
@@ -183,7 +185,8 @@ class EventsTable(Source):
 
     The SQLite file is opened with ``mode=ro`` and PostgreSQL reads run in a ``READ
     ONLY`` transaction, so the source is never written, whatever happens. Rows are read
-    in ``id`` order (the legacy insertion order) through a server-side cursor.
+    in ``id`` order (the legacy insertion order), without holding up the servers that
+    still write to the source (see :func:`_rows_by_id`).
     """
 
     def __init__(self, url: str) -> None:
@@ -224,9 +227,7 @@ class EventsTable(Source):
                     )
                 wanted = _LEGACY_COLUMNS + tuple(c for c in _STREAM_COLUMNS if c in names)
                 events = table("events", *(column(name) for name in wanted))
-                query = select(events).order_by(events.c.id).execution_options(yield_per=CHUNK)
-                result = await conn.stream(query)
-                async for rows in result.partitions():
+                async for rows in _rows_by_id(conn, events):
                     yield await in_thread(
                         _parse_rows, [row._asdict() for row in rows], max_event_bytes
                     )
@@ -262,6 +263,32 @@ async def _table_originals(
         raise StoreUnavailableError(f"cannot read {table_source.description}: {exc.orig}") from exc
     finally:
         await engine.dispose()
+
+
+async def _rows_by_id(conn: AsyncConnection, events: TableClause) -> AsyncIterator[list[Any]]:
+    """The table's rows in ``id`` order, :data:`CHUNK` at a time.
+
+    PostgreSQL: one server-side cursor (MVCC: readers block no writer). SQLite: one
+    statement per chunk, resuming after the last id. An open SELECT holds SQLite's
+    shared lock, and in a legacy file's rollback-journal mode that refuses every
+    commit of the servers still writing to it until the read ends (5 s into a large
+    import, their busy timeout gave up). Between chunks they get in.
+    """
+    query = select(events).order_by(events.c.id)
+    if conn.dialect.name != "sqlite":
+        result = await conn.stream(query.execution_options(yield_per=CHUNK))
+        async for rows in result.partitions():
+            yield list(rows)
+        return
+    last: Any = None
+    while True:
+        page = query.limit(CHUNK) if last is None else query.where(events.c.id > last).limit(CHUNK)
+        rows = list((await conn.execute(page)).all())
+        await conn.commit()  # nothing to commit: it ends the read, releasing the lock
+        if not rows:
+            return
+        last = rows[-1].id
+        yield rows
 
 
 def _event_columns(sync_conn: Any) -> set[str] | None:

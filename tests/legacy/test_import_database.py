@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from eventstore import open_store
 from eventstore.sql.engine import normalize_url
 from tests.conftest import PostgresServer
-from tests.legacy.helpers import create_legacy_table, read_legacy_table, run_cli, stored
+from tests.legacy.helpers import (
+    cli_command,
+    cli_env,
+    create_legacy_table,
+    read_legacy_table,
+    run_cli,
+    stored,
+)
 
 # Insertion (id) order is not timestamp order; ids are reused within and across
 # sessions; one row's data is not JSON; one row has no event id.
@@ -159,3 +169,44 @@ def test_a_legacy_table_without_the_session_index_imports(tmp_path: Path, sqlite
 
     assert result.exit_code == 3, result.output
     assert stored(sqlite_url) == EXPECTED
+
+
+def test_importing_a_legacy_sqlite_file_lets_its_writers_in(tmp_path: Path) -> None:
+    """A legacy file in rollback-journal mode, written to by a server not switched yet:
+    the import reads it in chunks, so that server's commits wait milliseconds, not the
+    whole read."""
+    source = f"sqlite:///{tmp_path}/legacy.sqlite3"
+    rows = [
+        {"session_id": f"s{i % 50}", "event_id": f"e{i}", "data": "{}", "timestamp": i}
+        for i in range(100_000)
+    ]
+    create_legacy_table(source, rows)
+    target = f"sqlite:///{tmp_path}/new.sqlite3"
+    importing = subprocess.Popen(
+        [*cli_command(), "import", source, "--url", target],
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    legacy_writer = sqlite3.connect(f"{tmp_path}/legacy.sqlite3", timeout=0.25)
+    written, locked = 0, 0
+    try:
+        while importing.poll() is None:
+            try:
+                with legacy_writer:
+                    legacy_writer.execute(
+                        "INSERT INTO events (session_id, event_id, data, timestamp) "
+                        "VALUES ('live', ?, '{}', 0)",
+                        (f"live{written}",),
+                    )
+                written += 1
+            except sqlite3.OperationalError as exc:
+                assert "locked" in str(exc)
+                locked += 1
+            time.sleep(0.005)
+    finally:
+        legacy_writer.close()
+        output = importing.communicate(timeout=120)[0]
+    assert importing.returncode == 0, output
+    assert written > 20 and locked == 0, f"{locked} writes gave up on the lock ({written} made)"
