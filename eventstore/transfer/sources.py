@@ -15,6 +15,7 @@ positions back exactly as it was (for reject reports).
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import sys
@@ -102,6 +103,9 @@ class DumpFile(Source):
                 for position, raw in enumerate(lines, start=1):
                     if not raw.endswith(b"\n") and raw.strip():
                         raise InvalidInputError(self._cut_short(position))
+                    if position == 1:
+                        # Some Windows editors and tools start UTF-8 text with a BOM.
+                        raw = raw.removeprefix(codecs.BOM_UTF8)
                     item = parse_line(position, raw, max_event_bytes)
                     if item is not None:
                         chunk.append(item)

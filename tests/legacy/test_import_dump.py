@@ -227,3 +227,16 @@ def test_a_dump_cut_mid_line_imports_nothing(
     # Whole again: it imports.
     dump.write_bytes(gzip.compress(text.encode()) if compress else text.encode())
     assert run_cli("import", str(dump), "--url", sqlite_url).exit_code == 0
+
+
+def test_a_dump_that_starts_with_a_byte_order_mark_imports_whole(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    dump = tmp_path / "bom.jsonl"
+    lines = [DUMP[0], DUMP[1], DUMP[3]]
+    dump.write_bytes(b"\xef\xbb\xbf" + "".join(f"{line}\n" for line in lines).encode())
+
+    result = run_cli("import", str(dump), "--url", sqlite_url)
+
+    assert result.exit_code == 0, result.output
+    assert [row[3] for row in stored(sqlite_url)] == ["a-1", "a-2", "a-3"]
