@@ -234,7 +234,15 @@ def database_error(exc: DBAPIError, doing: str = "") -> EventStoreError:
         )
     if _is_transient(exc):
         return StoreUnavailableError(f"{prefix or 'database unavailable: '}{exc.orig}")
-    return EventStoreError(f"{prefix or 'database error: '}{exc.orig}")
+    hint = ""
+    if str(exc.orig) == "unable to open database file":
+        # SQLite's whole message, also when only the WAL's side files cannot be made.
+        hint = (
+            " (SQLite opens a WAL database's -wal and -shm files next to it, even to "
+            "read: the file and its directory must exist and be writable; on read-only "
+            "media, copy the file elsewhere)"
+        )
+    return EventStoreError(f"{prefix or 'database error: '}{exc.orig}{hint}")
 
 
 def _unreachable(exc: OSError | PoolTimeoutError) -> StoreUnavailableError:

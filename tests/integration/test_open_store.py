@@ -79,8 +79,11 @@ async def test_a_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) 
 async def test_a_path_sqlite_cannot_open_leaves_no_driver_thread_behind(tmp_path: Path) -> None:
     # aiosqlite's thread ends with a call into the event loop: left running, it prints a
     # traceback once a command that reported this error has closed its loop.
-    with pytest.raises(EventStoreError, match="unable to open database file"):
+    with pytest.raises(EventStoreError, match="unable to open database file") as raised:
         await open_store(f"sqlite:///{tmp_path}")  # a directory
+    # The same error as a WAL file whose -wal/-shm files cannot be made (read-only media,
+    # which root ignores here): the message says what SQLite needs.
+    assert "the file and its directory must exist and be writable" in str(raised.value)
     assert not [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
 
 
