@@ -601,9 +601,11 @@ async def upgrade_if_empty(target: Target = None) -> bool:
 class _Steps:
     """Collects the revisions a run applies (``on_version_apply``), with their timings."""
 
-    def __init__(self, say: Progress, verb: str) -> None:
+    def __init__(self, say: Progress, verb: str, *, one_transaction: bool) -> None:
         self.say = say
         self.verb = verb
+        #: SQLite runs the whole run in one transaction: a failure undoes every revision.
+        self.one_transaction = one_transaction
         self.done: list[AppliedRevision] = []
         self._started = time.monotonic()
 
@@ -645,6 +647,13 @@ class _Steps:
                 return MigrationError(f"{where} stopped: {detail}", revision)
         else:
             detail = f"{type(exc).__name__}: {exc}"
+        if self.one_transaction and ran:
+            return MigrationError(
+                f"{where} failed: {detail}; SQLite runs the whole {action} in one "
+                f"transaction, so the revisions reported {self.verb} before it were undone "
+                f"with it: fix the cause and run the {action} again",
+                revision,
+            )
         return MigrationError(
             f"{where} failed: {detail}; fix the cause and run the {action} again: it "
             "resumes where it stopped",
@@ -658,7 +667,7 @@ def _run_upgrade(
     options: Mapping[str, object],
     say: Progress,
 ) -> list[AppliedRevision]:
-    steps = _Steps(say, "applied")
+    steps = _Steps(say, "applied", one_transaction=connection.dialect.name == "sqlite")
     config = _config(connection=connection, options=options, on_apply=steps)
     try:
         if found.state is SchemaState.LEGACY:
@@ -731,7 +740,7 @@ def _run_downgrade(
     options: Mapping[str, object],
     say: Progress,
 ) -> list[AppliedRevision]:
-    steps = _Steps(say, "reverted")
+    steps = _Steps(say, "reverted", one_transaction=connection.dialect.name == "sqlite")
     config = _config(connection=connection, options=options, on_apply=steps)
     try:
         command.downgrade(config, wanted)

@@ -140,11 +140,17 @@ def migrate(
                 )
             )
     except Interrupted as stop:
-        interrupted(
-            f"the {action} stopped; what it committed stays. Run the same command again "
-            "to finish: it resumes where it stopped",
-            stop,
-        )
+        if parse_url(target).get_backend_name() == "sqlite":
+            said = (
+                f"the {action} stopped; SQLite runs it in one transaction, so none of it "
+                "was committed. Run the same command again to do it all"
+            )
+        else:
+            said = (
+                f"the {action} stopped; what it committed stays. Run the same command "
+                "again to finish: it resumes where it stopped"
+            )
+        interrupted(said, stop)
     except EventStoreError as exc:
         fail(str(exc))
     if report.applied:
