@@ -295,8 +295,9 @@ def check_required() -> None:
         where = "; ".join(f"{column} in events.id {_shown(ids)}" for column, ids in missing.items())
         raise SchemaError(
             f"{len(rows)} legacy row(s) have no value (NULL) where the store needs one: "
-            f"{where}. Nothing was changed. Fill in or delete those rows and run the "
-            "upgrade again"
+            f"{where}. No row or table was changed (at most, the database was stamped "
+            "0001, the legacy baseline). Fill in or delete those rows and run the upgrade "
+            "again"
         )
 
 
@@ -363,8 +364,9 @@ SELECT json('not JSON: events.id ' || id) FROM events WHERE NOT_JSON""".replace(
 
 _REFUSAL = (
     "{count} legacy row(s) hold data that is not JSON (RFC 8259), which the store could "
-    "not replay: events.id {ids}. Nothing was changed. Fix or delete those rows and run "
-    "the upgrade again, or re-run it with --invalid-data string (alembic: -x "
+    "not replay: events.id {ids}. No row or table was changed (at most, the database "
+    "was stamped 0001, the legacy baseline). Fix or delete those rows and run the "
+    "upgrade again, or re-run it with --invalid-data string (alembic: -x "
     "invalid_data=string) to keep each such data as a JSON string of its text (and "
     "missing data, NULL, as JSON null)"
 )

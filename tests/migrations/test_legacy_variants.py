@@ -372,8 +372,8 @@ def test_rows_without_a_session_event_id_or_timestamp_stop_the_upgrade(sql_url: 
     assert "revision 0002" in error
     assert (
         "4 legacy row(s) have no value (NULL) where the store needs one: session_id in "
-        "events.id 2, 5; event_id in events.id 3, 5; timestamp in events.id 4, 5. Nothing "
-        "was changed." in error
+        "events.id 2, 5; event_id in events.id 3, 5; timestamp in events.id 4, 5. No row "
+        "or table was changed (at most, the database was stamped 0001" in error
     ), error
     assert asyncio.run(migrate.status(sql_url)).revision == "0001"
     assert len(asyncio.run(query(sql_url, "SELECT id FROM events"))) == 5
