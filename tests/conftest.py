@@ -40,6 +40,20 @@ def postgres_server() -> Iterator[PostgresServer]:
         cluster.close()
 
 
+@pytest.fixture(scope="module")
+def own_postgres_cluster() -> Iterator[PostgresCluster]:
+    """A cluster for one test module alone, for tests that stop, kill or restart it:
+    doing that to the shared one would fail unrelated tests."""
+    try:
+        cluster = PostgresCluster()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
     """A fresh, empty PostgreSQL database for one test."""

@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from eventstore import open_store
 from eventstore.transfer import DumpFile, NoProgress, import_events
 from tests.legacy.helpers import DumpLines, stored
 from tests.pgcluster import PostgresCluster
-
-
-@pytest.fixture(scope="module")
-def restart_cluster() -> Iterator[PostgresCluster]:
-    """A cluster of its own: restarting the suite's shared one would fail unrelated tests."""
-    try:
-        cluster = PostgresCluster()
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL server binaries to start a cluster to restart: {exc}")
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 class RestartWhenImporting(NoProgress):
@@ -44,13 +28,13 @@ class RestartWhenImporting(NoProgress):
 
 
 async def test_lookups_ride_out_a_postgresql_restart(
-    tmp_path: Path, restart_cluster: PostgresCluster
+    tmp_path: Path, own_postgres_cluster: PostgresCluster
 ) -> None:
-    url = await asyncio.to_thread(restart_cluster.create_database)
+    url = await asyncio.to_thread(own_postgres_cluster.create_database)
     dump = DumpLines(tmp_path / "dump.jsonl")
     for i in range(2000):
         dump.add(f"s{i % 4}", f"e{i}", {"i": i}, 1_000 + i)
-    progress = RestartWhenImporting(restart_cluster)
+    progress = RestartWhenImporting(own_postgres_cluster)
 
     async with open_store(url) as store:
         try:

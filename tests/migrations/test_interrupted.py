@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import text
 
 from eventstore import migrate
@@ -157,23 +155,10 @@ def _journal_size(database: str) -> int:
     return os.path.getsize(journal) if os.path.exists(journal) else 0
 
 
-@pytest.fixture(scope="module")
-def restart_cluster() -> Iterator[PostgresCluster]:
-    """A cluster of its own: restarting the suite's shared one would fail other tests."""
-    try:
-        cluster = PostgresCluster()
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL server binaries to start a cluster to restart: {exc}")
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-
-
 async def test_postgres_restarted_in_the_middle_of_the_backfill(
-    restart_cluster: PostgresCluster,
+    own_postgres_cluster: PostgresCluster,
 ) -> None:
-    url = await asyncio.to_thread(restart_cluster.create_database)
+    url = await asyncio.to_thread(own_postgres_cluster.create_database)
     await alembic(url, "upgrade", "0001")
     await seed_generated(url, sessions=200, per_session=500)
     upgrade = cli("migrate", "--url", url, "--batch-size", "200")
@@ -183,8 +168,8 @@ async def test_postgres_restarted_in_the_middle_of_the_backfill(
         return done > 0 and pending > 0
 
     await wait_until(halfway, every=0.005)
-    await asyncio.to_thread(restart_cluster.stop, "fast")
-    await asyncio.to_thread(restart_cluster.start)
+    await asyncio.to_thread(own_postgres_cluster.stop, "fast")
+    await asyncio.to_thread(own_postgres_cluster.start)
     output, _ = await asyncio.to_thread(upgrade.communicate, timeout=120)
 
     assert upgrade.returncode == 1, output

@@ -62,19 +62,6 @@ def assert_clear(errors: list[BaseException]) -> None:
 # -- PostgreSQL killed and restarted -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def crash_cluster() -> Iterator[PostgresCluster]:
-    """A cluster of its own: killing the suite's shared one would fail unrelated tests."""
-    try:
-        cluster = PostgresCluster()
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL server binaries to start a cluster to kill: {exc}")
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-
-
 async def _write_until_done(
     store: EventStore,
     task: int,
@@ -144,10 +131,12 @@ async def _read_until(
             await asyncio.sleep(0.01)
 
 
-async def test_fast_restarts_under_readers_and_writers(crash_cluster: PostgresCluster) -> None:
+async def test_fast_restarts_under_readers_and_writers(
+    own_postgres_cluster: PostgresCluster,
+) -> None:
     # A fast shutdown ends sessions mid-reply; asyncpg can keep such a connection open but
     # stuck ("another operation is in progress"). Readers must see that as retryable too.
-    url = await asyncio.to_thread(crash_cluster.create_database)
+    url = await asyncio.to_thread(own_postgres_cluster.create_database)
     acked: dict[str, int] = {}
     errors: list[BaseException] = []
     async with open_store(url) as store:
@@ -163,8 +152,8 @@ async def test_fast_restarts_under_readers_and_writers(crash_cluster: PostgresCl
         ]
         for _ in range(3):
             await asyncio.sleep(0.7)
-            await asyncio.to_thread(crash_cluster.stop, "fast")
-            await asyncio.to_thread(crash_cluster.start)
+            await asyncio.to_thread(own_postgres_cluster.stop, "fast")
+            await asyncio.to_thread(own_postgres_cluster.start)
         await asyncio.gather(*writers)
         stop.set()
         await asyncio.gather(*readers)
@@ -187,31 +176,33 @@ class _StopsTheServer(io.BytesIO):
 
 
 async def test_an_export_cut_off_by_a_shutdown_names_the_outage(
-    crash_cluster: PostgresCluster,
+    own_postgres_cluster: PostgresCluster,
 ) -> None:
-    url = await asyncio.to_thread(crash_cluster.create_database)
+    url = await asyncio.to_thread(own_postgres_cluster.create_database)
     async with open_store(url) as store:
         await store.apply(
             [StoreEvent("s", f"st{i % 7}", f"e{i}", {"i": i}) for i in range(3 * CHUNK)]
         )
         try:
             with pytest.raises(StoreUnavailableError) as raised:
-                await export_events(store, _StopsTheServer(crash_cluster))
+                await export_events(store, _StopsTheServer(own_postgres_cluster))
         finally:
-            await asyncio.to_thread(crash_cluster.start)
+            await asyncio.to_thread(own_postgres_cluster.start)
     message = str(raised.value)
     assert message.startswith("export failed: "), message
     # What failed, not the rollback on the way out that failed after it.
     assert "connection" in message and "rollback" not in message, message
 
 
-async def test_postgresql_killed_and_restarted_mid_write(crash_cluster: PostgresCluster) -> None:
-    await _crash_scenario(crash_cluster, kills=1, per_task=60)
+async def test_postgresql_killed_and_restarted_mid_write(
+    own_postgres_cluster: PostgresCluster,
+) -> None:
+    await _crash_scenario(own_postgres_cluster, kills=1, per_task=60)
 
 
 @pytest.mark.slow
-async def test_postgresql_killed_again_and_again(crash_cluster: PostgresCluster) -> None:
-    await _crash_scenario(crash_cluster, kills=5, per_task=300)
+async def test_postgresql_killed_again_and_again(own_postgres_cluster: PostgresCluster) -> None:
+    await _crash_scenario(own_postgres_cluster, kills=5, per_task=300)
 
 
 # -- SQLite on a full disk -----------------------------------------------------------------
@@ -360,20 +351,22 @@ async def test_a_pool_timeout_is_a_clear_retryable_error(sql_url: str) -> None:
         await assert_consistent(store, "s", {"a/0": 1, "a/1": 2})
 
 
-async def test_reads_recover_after_a_postgresql_restart(crash_cluster: PostgresCluster) -> None:
+async def test_reads_recover_after_a_postgresql_restart(
+    own_postgres_cluster: PostgresCluster,
+) -> None:
     """Replays run on the driver itself; a restart still costs at most one failed read.
 
     No pings (``pool_pre_ping=False``), so the pool hands out the dead connections and
     the failed read must retire all of them, as SQLAlchemy does on its own statements.
     """
-    url = await asyncio.to_thread(crash_cluster.create_database)
+    url = await asyncio.to_thread(own_postgres_cluster.create_database)
     async with open_store(url, pool_pre_ping=False) as store:
         for index in range(3):
             await store.store_event("s", "a", f"e{index}", index)
         # Several pooled connections, all of them dead once the server restarts.
         await asyncio.gather(*(store.get_events_after("s", "a", "e0") for _ in range(4)))
-        await asyncio.to_thread(crash_cluster.kill)
-        await asyncio.to_thread(crash_cluster.start)
+        await asyncio.to_thread(own_postgres_cluster.kill)
+        await asyncio.to_thread(own_postgres_cluster.start)
         outcomes: list[object] = []
         for _ in range(4):
             try:
