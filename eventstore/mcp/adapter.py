@@ -38,6 +38,8 @@ TRIM_WARNING_INTERVAL_SECONDS = 60
 #: Reads a replay makes with the stream's live messages flowing, before it holds them
 #: for its last read (the tool may go on adding events while the client catches up).
 _CATCH_UP_ROUNDS = 3
+#: Events a replay reads at once (it sends them before it reads the next page).
+REPLAY_PAGE = 500
 
 
 class SessionEventStore(SdkEventStore):
@@ -68,14 +70,15 @@ class SessionEventStore(SdkEventStore):
       if the process dies, and the SDK's session, which lives in that process, dies with
       it: nothing could resume it anyway.
     * **Replay** first waits for the stream's unsettled writes, then reads the stream
-      after the cursor in one query and calls ``send_callback`` for each message, holding
-      no transaction while the client reads. It returns ``None`` and sends nothing when
-      the ``Last-Event-ID`` is malformed, too long, of another session, unknown, or
-      trimmed by the store's per-stream cap: the client's position is lost, and a
-      partial replay that looks complete is never sent. That is logged at debug level,
-      except for a cursor this session minted that the cap dropped: a WARNING (at most
-      once a minute per stream), since the SDK client then reconnects until its request
-      times out.
+      after the cursor :data:`REPLAY_PAGE` events at a time, one query each, and calls
+      ``send_callback`` for each message of a page before reading the next: a replay
+      holds one page in memory, and no transaction while the client reads. It returns
+      ``None`` and sends nothing when the ``Last-Event-ID`` is malformed, too long, of
+      another session, unknown, or trimmed by the store's per-stream cap: the client's
+      position is lost, and a partial replay that looks complete is never sent. That is
+      logged at debug level, except for a cursor this session minted that the cap
+      dropped: a WARNING (at most once a minute per stream), since the SDK client then
+      reconnects until its request times out.
     * **Replay while the tool is still sending.** With :attr:`attachments` (set by
       :class:`~eventstore.mcp.SessionBinding`), a replay whose stream is not attached
       to a live connection catches up, then holds the router's next message for that
@@ -273,34 +276,32 @@ class SessionEventStore(SdkEventStore):
         if stream_id is None:
             log.debug("session %s: Last-Event-ID names no stream of this session", self.session_id)
             return None
-        events = await self._read(key, last_event_id)
-        if events is None or not await self._send(key, events, send_callback):
+        cursor = await self._forward(key, last_event_id, send_callback)
+        if cursor is None:
             return None
         attachments = self.attachments
         if attachments is None or attachments.attached(stream_id):
             # Still attached to an earlier connection: the SDK will not re-attach it to
             # this one, and its live messages keep going where they went.
             return stream_id
-        cursor = events[-1].id if events else last_event_id
         # Catch up while the tool may still be adding events, then hold the stream's
         # live messages for one last read until the SDK has re-attached the stream.
         for _ in range(_CATCH_UP_ROUNDS):
-            events = await self._read(key, cursor)
-            if events is None or not await self._send(key, events, send_callback):
+            moved = await self._forward(key, cursor, send_callback)
+            if moved is None:
                 return None
-            if not events:
+            if moved == cursor:
                 break
-            cursor = events[-1].id
+            cursor = moved
         if not attachments.close(stream_id):
             # Another replay of this stream is handing it over right now.
             return stream_id
         try:
-            events = await self._read(key, cursor)
-            sent = events is not None and await self._send(key, events, send_callback)
+            sent = await self._forward(key, cursor, send_callback)
         except BaseException:
             attachments.open(stream_id)
             raise
-        if not sent:
+        if sent is None:
             attachments.open(stream_id)
             return None
         # No await from here on: the SDK checks its registry as soon as this returns.
@@ -313,15 +314,34 @@ class SessionEventStore(SdkEventStore):
             return None
         return stream_id
 
+    async def _forward(self, key: str, cursor: str, send_callback: EventCallback) -> str | None:
+        """Send the stream's events after ``cursor``, :data:`REPLAY_PAGE` at a time; the
+        id of the last one (``cursor`` if there were none), or ``None``: refuse.
+
+        Pages keep a replay's memory to one page, however long the stream (with no cap)
+        and however slowly the client reads (sending waits for it).
+        """
+        while True:
+            events = await self._read(key, cursor)
+            if events is None or not await self._send(key, events, send_callback):
+                return None
+            if events:
+                cursor = events[-1].id
+            if len(events) < REPLAY_PAGE:
+                return cursor
+
     async def _read(self, key: str, after: str) -> list[StoredEvent] | None:
-        """The stream's events after ``after``, once its writes are settled; ``None``: refuse."""
+        """A page of the stream's events after ``after``, once its writes are settled;
+        ``None``: refuse."""
         await self._writes_settled(key)
         if key in self._broken:
             log.debug("session %s: stream %r lost an event; not resumable", self.session_id, key)
             return None
         try:
             with anyio.CancelScope(shield=True):
-                events = await self.store.get_events_after(self.session_id, key, after)
+                events = await self.store.get_events_after(
+                    self.session_id, key, after, limit=REPLAY_PAGE
+                )
         except UnknownCursorError:
             await self._unknown_cursor(key, after)
             return None

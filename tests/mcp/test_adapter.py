@@ -10,8 +10,9 @@ from mcp.server.streamable_http import EventMessage
 from mcp.types import JSONRPCMessage
 from pydantic import TypeAdapter
 
-from eventstore import EventStore, open_store
+from eventstore import EventStore, InMemoryEventStore, StoredEvent, open_store
 from eventstore.mcp import SessionEventStore
+from eventstore.mcp.adapter import REPLAY_PAGE
 from eventstore.mcp.ids import stream_key
 from eventstore.worker import PersistenceWorker
 
@@ -290,3 +291,32 @@ async def test_a_priming_event_with_nothing_after_it_is_reused_not_stored_again(
     # After a clear nothing is there to reuse.
     await adapter.clear()
     assert await adapter.store_event("1", None) != after_message
+
+
+class PageRecordingStore(InMemoryEventStore):
+    """A real in-memory store that notes the limit of every replay read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limits: list[int | None] = []
+
+    async def get_events_after(
+        self, session_id: str, stream_id: str, after_event_id: str, *, limit: int | None = None
+    ) -> list[StoredEvent]:
+        self.limits.append(limit)
+        return await super().get_events_after(session_id, stream_id, after_event_id, limit=limit)
+
+
+async def test_a_long_replay_reads_and_sends_a_page_at_a_time() -> None:
+    store = PageRecordingStore()
+    adapter = SessionEventStore(store, "s")
+    first = await adapter.store_event("1", progress(0))
+    for n in range(1, 2 * REPLAY_PAGE + 7):
+        await adapter.store_event("1", progress(n))
+    sent = Collector()
+    assert await adapter.replay_events_after(first, sent) == "1"
+    # Every message once, in order, though no read returned more than a page.
+    steps = [event.message.params["progress"] for event in sent.sent]  # type: ignore[union-attr,index]
+    assert steps == list(range(1, 2 * REPLAY_PAGE + 7))
+    assert store.limits and set(store.limits) == {REPLAY_PAGE}
+    assert len(store.limits) >= 3
