@@ -40,6 +40,8 @@ TRIM_WARNING_INTERVAL_SECONDS = 60
 _CATCH_UP_ROUNDS = 3
 #: Events a replay reads at once (it sends them before it reads the next page).
 REPLAY_PAGE = 500
+#: Longest SDK stream id (a JSON-RPC request id) whose stream can be resumed.
+MAX_RESUMABLE_STREAM_ID_LENGTH = 1024
 
 
 class SessionEventStore(SdkEventStore):
@@ -144,8 +146,19 @@ class SessionEventStore(SdkEventStore):
             # until the SDK delivers the stream live again (see eventstore.mcp.reattach).
             await self.attachments.wait(stream_id)
         key = stream_key(stream_id)
-        if is_hashed(key):
-            self._hashed_streams[key] = stream_id
+        if is_hashed(key) and key not in self._hashed_streams and key not in self._broken:
+            if len(stream_id) > MAX_RESUMABLE_STREAM_ID_LENGTH:
+                # A replay must hand the SDK its stream id back, so the adapter keeps
+                # it: a client choosing huge request ids would grow the server with each.
+                self._broken.add(key)
+                log.debug(
+                    "session %s: stream id of %d characters; stream %r is not resumable",
+                    self.session_id,
+                    len(stream_id),
+                    key,
+                )
+            else:
+                self._hashed_streams[key] = stream_id
         if message is None and (reused := self._reusable_priming(key)) is not None:
             # The stream's newest event is already a priming event with nothing after
             # it: the same cursor again, and no second row to count against the cap.

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from eventstore import EventStore, InMemoryEventStore, StoredEvent, open_store
 from eventstore.mcp import SessionEventStore
-from eventstore.mcp.adapter import REPLAY_PAGE
+from eventstore.mcp.adapter import MAX_RESUMABLE_STREAM_ID_LENGTH, REPLAY_PAGE
 from eventstore.mcp.ids import stream_key
 from eventstore.worker import PersistenceWorker
 
@@ -137,13 +137,26 @@ async def test_long_and_odd_stream_ids_replay_under_their_own_id(
     session_store: Callable[[str], SessionEventStore],
 ) -> None:
     adapter = session_store("s")
-    for stream_id in ("x" * 5000, "", "a.b", "é", "\ud800"):
+    for stream_id in ("x" * MAX_RESUMABLE_STREAM_ID_LENGTH, "", "a.b", "é", "\ud800"):
         first = await adapter.store_event(stream_id, progress(1))
         second = await adapter.store_event(stream_id, progress(2))
         sent = Collector()
         assert await adapter.replay_events_after(first, sent) == stream_id
         assert [event.event_id for event in sent.sent] == [second]
         assert len(first) <= 100
+
+
+async def test_a_stream_id_too_long_to_keep_is_not_resumable_nor_stored(
+    session_store: Callable[[str], SessionEventStore],
+) -> None:
+    adapter = session_store("s")
+    huge = "x" * (MAX_RESUMABLE_STREAM_ID_LENGTH + 1)
+    first = await adapter.store_event(huge, progress(1))
+    await adapter.store_event(huge, progress(2))
+    await settled(adapter)
+    assert await adapter.replay_events_after(first, Collector()) is None
+    assert await adapter.store.get_stream_events("s", stream_key(huge)) == []
+    assert huge not in adapter._hashed_streams.values()  # nothing of it kept
 
 
 async def test_garbage_and_unknown_cursors_replay_nothing(
