@@ -53,7 +53,8 @@ def demo(url: str | None, steps: int, pause_after: int) -> None:
         except ImportError as exc:
             raise click.ClickException(
                 f"the demo needs the MCP SDK ({exc}); "
-                "install it with: pip install 'mcp-eventstore[mcp]'"
+                "install the mcp extra: pip install -e '.[mcp]' in a checkout, or "
+                "pip install 'mcp-eventstore[mcp]'"
             ) from exc
         try:
             report = interrupt.run(

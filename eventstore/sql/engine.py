@@ -124,7 +124,13 @@ def async_engine(url: URL, options: dict[str, Any]) -> AsyncEngine:
         return create_async_engine(url, **options)
     except ModuleNotFoundError as exc:
         # SQLAlchemy imports the driver here; without it, a traceback would be all.
-        hint = f": pip install 'mcp-eventstore[{_EXTRAS[exc.name]}]'" if exc.name in _EXTRAS else ""
+        extra = _EXTRAS.get(exc.name or "")
+        hint = (
+            f": install the {extra} extra (pip install -e '.[{extra}]' in a checkout, or "
+            f"pip install 'mcp-eventstore[{extra}]')"
+            if extra
+            else ""
+        )
         raise EventStoreError(
             f"{url.get_backend_name()} needs the {exc.name} driver, which is not installed{hint}"
         ) from None

@@ -70,6 +70,8 @@ _DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
 _INTEGRITY_RERUNS = 4
 # Keeps expanding IN lists well below SQLite's and asyncpg's parameter limits.
 _LOOKUP_CHUNK = 500
+# What _change_setting returns for a cap that is set already.
+_UNCHANGED: Any = object()
 # Characters of event data one append statement carries at most (so at most 256 MiB of
 # UTF-8): a PostgreSQL protocol message, and the data array in it, may not pass 1 GiB.
 # A batch with more is appended by several statements, in its one transaction.
@@ -808,11 +810,13 @@ class SqlEventStore(EventStore):
         if not store_wide:
             session_id = check_id("session_id", session_id)
             stream_id = check_id("stream_id", stream_id)
+        old: Any = None
         try:
             async with self.engine.begin() as conn:
                 scope: Any
                 if store_wide:
-                    if not await self._change_setting(conn, limit):
+                    old = await self._change_setting(conn, limit)
+                    if old is _UNCHANGED:
                         return
                     scope = true()
                 else:
@@ -826,14 +830,26 @@ class SqlEventStore(EventStore):
                             f"stream {stream_id!r} does not exist in session {session_id!r}"
                         )
                     scope = and_(_hd.session_id == session_id, _hd.stream_id == stream_id)
-                await self._trim(conn, scope)
+                trimmed = await self._trim(conn, scope)
         except DBAPIError as exc:
             raise database_error(exc) from exc
         except (OSError, PoolTimeoutError) as exc:
             raise _unreachable(exc) from exc
+        if store_wide:
+            # Every process on this database goes by the new cap at once: a replica
+            # started with a smaller one than its peers trims their streams too.
+            log.log(
+                logging.WARNING if trimmed else logging.INFO,
+                "store-wide max_events_per_stream changed from %s to %s, for every "
+                "process using this database%s",
+                "unlimited" if old is None else old,
+                "unlimited" if limit is None else limit,
+                f"; {trimmed} stream(s) were trimmed to it" if trimmed else "",
+            )
 
-    async def _change_setting(self, conn: AsyncConnection, limit: int | None) -> bool:
-        """Write the store-wide cap; ``False`` (and no lock taken) if it is already set.
+    async def _change_setting(self, conn: AsyncConnection, limit: int | None) -> Any:
+        """Write the store-wide cap and return the one before, or ``_UNCHANGED`` (and no
+        lock taken) if it is set already.
 
         Every replica passes its cap to ``open_store`` at startup: an unchanged cap must
         not stall the others' appends.
@@ -844,17 +860,7 @@ class SqlEventStore(EventStore):
         row = current.first()
         old = None if row is None else row[0]
         if old == limit:
-            return False
-        # Every process on this database goes by the new cap at once: a replica started
-        # with a smaller one than its peers trims their streams too.
-        lowered = old is not None and limit is not None and limit < old
-        log.log(
-            logging.WARNING if lowered else logging.INFO,
-            "store-wide max_events_per_stream changed from %s to %s, for every process "
-            "using this database",
-            "unlimited" if old is None else old,
-            "unlimited" if limit is None else limit,
-        )
+            return _UNCHANGED
         if self._dialect.LOCK_FOR_STORE_WIDE_CAP is not None:
             await conn.exec_driver_sql(self._dialect.LOCK_FOR_STORE_WIDE_CAP)
         statement = self._dialect.upsert(settings).values(id=1, max_events_per_stream=limit)
@@ -863,10 +869,11 @@ class SqlEventStore(EventStore):
                 index_elements=[settings.c.id], set_={"max_events_per_stream": limit}
             )
         )
-        return True
+        return old
 
-    async def _trim(self, conn: AsyncConnection, scope: Any) -> None:
-        """Apply the current caps to existing streams (the trigger only sees inserts).
+    async def _trim(self, conn: AsyncConnection, scope: Any) -> int:
+        """Apply the current caps to existing streams (the trigger only sees inserts);
+        how many streams lost events.
 
         The streams over their cap are found on the head rows, then each is trimmed by a
         range delete on the replay index (one statement, many parameter sets): never a
@@ -886,6 +893,7 @@ class SqlEventStore(EventStore):
             chunk = over[start : start + _LOOKUP_CHUNK]
             await conn.execute(_TRIM_STREAM, chunk)
             await conn.execute(_MOVE_FIRST_SEQ, chunk)
+        return len(over)
 
     async def prune_idle_sessions(self, idle_ms: int) -> int:
         self._check_open()

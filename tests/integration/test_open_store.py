@@ -109,16 +109,20 @@ async def test_sqlite_file_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert {name for name in names if not name.startswith("by-uri.db")} == set()
 
 
+MISSING_DRIVER = (
+    "postgresql needs the asyncpg driver, which is not installed: install the postgres "
+    "extra (pip install -e '.[postgres]' in a checkout, or "
+    "pip install 'mcp-eventstore[postgres]')"
+)
+
+
 async def test_a_missing_driver_names_the_extra_that_brings_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if not installed
     with pytest.raises(EventStoreError) as raised:
         await open_store("postgresql://user@127.0.0.1:1/db")
-    assert str(raised.value) == (
-        "postgresql needs the asyncpg driver, which is not installed: "
-        "pip install 'mcp-eventstore[postgres]'"
-    )
+    assert str(raised.value) == MISSING_DRIVER
 
 
 def test_the_cli_says_a_missing_driver_in_one_line() -> None:
@@ -130,7 +134,4 @@ def test_the_cli_says_a_missing_driver_in_one_line() -> None:
         timeout=60,
     )
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        "Error: postgresql needs the asyncpg driver, which is not installed: "
-        "pip install 'mcp-eventstore[postgres]'"
-    ]
+    assert done.stderr.strip().splitlines() == [f"Error: {MISSING_DRIVER}"]

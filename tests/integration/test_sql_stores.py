@@ -63,24 +63,22 @@ async def test_a_process_that_changes_the_shared_cap_says_so(
     sql_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level("INFO", logger="eventstore.sql.store"):
-        async with open_store(sql_url, max_events_per_stream=1000):
-            pass
+        async with open_store(sql_url, max_events_per_stream=1000) as store:
+            for i in range(8):
+                await store.store_event("s", "a", f"e{i}", i)
         async with open_store(sql_url, max_events_per_stream=1000):
             pass  # unchanged: nothing to say
         async with open_store(sql_url, max_events_per_stream=5):
+            pass  # trims the stream of 8
+        async with open_store(sql_url, max_events_per_stream=None):
             pass
     said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    changed = "store-wide max_events_per_stream changed from"
+    everyone = "for every process using this database"
     assert said == [
-        (
-            "INFO",
-            "store-wide max_events_per_stream changed from unlimited to 1000, for every "
-            "process using this database",
-        ),
-        (
-            "WARNING",
-            "store-wide max_events_per_stream changed from 1000 to 5, for every process "
-            "using this database",
-        ),
+        ("INFO", f"{changed} unlimited to 1000, {everyone}"),
+        ("WARNING", f"{changed} 1000 to 5, {everyone}; 1 stream(s) were trimmed to it"),
+        ("INFO", f"{changed} 5 to unlimited, {everyone}"),
     ]
 
 
