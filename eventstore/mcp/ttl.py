@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 #: Sessions touched per ``touch_sessions`` call (keeps each statement small).
 _TOUCH_CHUNK = 500
+#: First wait before a failed heartbeat is retried; it doubles up to the interval.
+HEARTBEAT_RETRY_SECONDS = 0.5
 
 
 @asynccontextmanager
@@ -34,9 +36,13 @@ async def prune_idle_sessions_every(
     because it had nothing to send), and then, unless ``idle_seconds`` is ``None``,
     sessions none of whose streams changed in the last ``idle_seconds`` are dropped.
     Any pruner's ``idle_seconds`` must exceed the heartbeat's ``interval_seconds`` (by a
-    margin: :func:`~eventstore.mcp.resumable_app` requires twice). A failed round
-    (database away) is logged and retried at the next interval. Leaving the block stops
-    the task.
+    margin: :func:`~eventstore.mcp.resumable_app` requires twice). A failed heartbeat
+    (database away) is logged once and retried after :data:`HEARTBEAT_RETRY_SECONDS`,
+    doubling up to the interval, so live sessions are fresh again moments after an
+    outage; the round that succeeds after one does not prune, since other replicas'
+    heartbeats may not be back yet. A pruner whose idle time is shorter than an outage
+    (plus those moments) still sees every live session as idle: idle times should
+    exceed the longest outage to ride out. Leaving the block stops the task.
     """
     if idle_seconds is not None and not (math.isfinite(idle_seconds) and idle_seconds >= 0):
         raise InvalidInputError(f"idle_seconds must be None or >= 0, not {idle_seconds!r}")
@@ -59,13 +65,25 @@ async def _housekeep(
     interval_seconds: float,
     live_sessions: Callable[[], Collection[str]] | None,
 ) -> None:
+    failed = 0  # heartbeats failed in a row (the database is away)
     while True:
         # Touch first: this round's pruning must never see a session served here as idle
         # (and a round whose heartbeat failed does not prune).
         touched = live_sessions is None or await _touch(
-            store, list(live_sessions()), interval_seconds
+            store, list(live_sessions()), first_failure=failed == 0
         )
-        if idle_ms is not None and touched:
+        if not touched:
+            failed += 1
+            # Soon after the database is back every live session must be fresh again:
+            # an outage longer than a pruner's idle time made them all look idle.
+            await asyncio.sleep(min(interval_seconds, HEARTBEAT_RETRY_SECONDS * 2 ** (failed - 1)))
+            continue
+        if failed:
+            log.info("marked the live sessions active again, after %d failed attempt(s)", failed)
+            # Other replicas' heartbeats may not have come back yet: pruning now would
+            # drop their live sessions. Prune from the next round on.
+            failed = 0
+        elif idle_ms is not None:
             try:
                 removed = await store.prune_idle_sessions(idle_ms)
             except EventStoreError as exc:
@@ -78,15 +96,16 @@ async def _housekeep(
         await asyncio.sleep(interval_seconds)
 
 
-async def _touch(store: EventStore, session_ids: list[str], interval_seconds: float) -> bool:
+async def _touch(store: EventStore, session_ids: list[str], *, first_failure: bool) -> bool:
     try:
         for start in range(0, len(session_ids), _TOUCH_CHUNK):
             await store.touch_sessions(session_ids[start : start + _TOUCH_CHUNK])
     except EventStoreError as exc:
-        log.warning(
-            "marking %d live sessions active failed (retrying in %ss): %s",
+        # One warning per outage; the retries, every second or two, at debug level.
+        log.log(
+            logging.WARNING if first_failure else logging.DEBUG,
+            "marking %d live sessions active failed (retrying until it works): %s",
             len(session_ids),
-            interval_seconds,
             exc,
         )
         return False

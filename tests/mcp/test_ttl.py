@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventstore import InMemoryEventStore, InvalidInputError, open_store
+from eventstore import InMemoryEventStore, InvalidInputError, SqlEventStore, open_store
 from eventstore.cli import main
 from eventstore.mcp import prune_idle_sessions_every, resumable_app
 from eventstore.mcp.demo.app import Conductor
@@ -53,6 +53,32 @@ async def test_the_pruner_touches_live_sessions_before_each_round() -> None:
         await asyncio.sleep(0.6)
         assert await store.stream_count("gone") == 0
         assert await store.stream_count("live") == 1
+
+
+async def test_after_an_outage_live_sessions_are_fresh_at_once_and_pruned_only_later(
+    sqlite_url: str,
+) -> None:
+    """A database away longer than the idle time: every session looks idle when it is
+    back. The heartbeat comes back within a second, not an interval, and that first
+    round prunes nothing (other replicas' heartbeats may still be failing)."""
+    async with open_store(sqlite_url, sqlite_busy_timeout_ms=20) as store:
+        assert isinstance(store, SqlEventStore)
+        for session_id in ("live", "gone"):
+            await store.store_event(session_id, "1", "e1", 1)
+        async with store.engine.connect() as blocker:
+            async with blocker.begin():  # holds SQLite's write lock: the outage
+                async with prune_idle_sessions_every(
+                    store, idle_seconds=0.5, interval_seconds=2, live_sessions=lambda: ["live"]
+                ):
+                    await asyncio.sleep(1.0)  # every heartbeat fails; both now look idle
+                    await blocker.rollback()  # back
+                    await asyncio.sleep(1.2)  # within the retry, well before the interval
+                    live = await store.get_stream_info("live", "1")
+                    assert live is not None and time.time() * 1000 - live.updated_at < 1500
+                    assert await store.stream_count("gone") == 1  # not pruned yet
+                    await asyncio.sleep(2.5)  # the next full round prunes
+                    assert await store.stream_count("gone") == 0
+                    assert await store.stream_count("live") == 1
 
 
 async def test_the_app_prunes_abandoned_sessions_and_keeps_live_quiet_ones(sql_url: str) -> None:
