@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 # parses stored messages back into whichever the installed SDK sends.
 _MESSAGE: TypeAdapter[Any] = TypeAdapter(JSONRPCMessage)
 
-#: A session's own cursor trimmed by the cap is logged at WARNING at most this often
-#: per stream (the SDK client retries it every few hundred milliseconds).
+#: A resume refused for good -- a session's own cursor trimmed by the cap, a stream that
+#: lost an event -- is logged at WARNING at most this often per stream (the SDK client
+#: retries it every few hundred milliseconds).
 TRIM_WARNING_INTERVAL_SECONDS = 60
 #: Reads a replay makes with the stream's live messages flowing, before it holds them
 #: for its last read (the tool may go on adding events while the client catches up).
@@ -133,7 +134,8 @@ class SessionEventStore(SdkEventStore):
         self._newest: dict[str, tuple[int, str, bool]] = {}
         # Per stream: the first and the last id counter minted (an own cursor lies between).
         self._minted: dict[str, tuple[int, int]] = {}
-        self._trim_warned: dict[str, float] = {}
+        # Per stream: when a refused resume of it was last logged at WARNING.
+        self._warned: dict[str, float] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -348,7 +350,14 @@ class SessionEventStore(SdkEventStore):
         ``None``: refuse."""
         await self._writes_settled(key)
         if key in self._broken:
-            log.debug("session %s: stream %r lost an event; not resumable", self.session_id, key)
+            self._warn_now_and_then(
+                key,
+                "session %s: a resume of stream %r is refused: an event of it could not be "
+                "stored, so a replay would have a hole (the SDK client keeps reconnecting "
+                "until its request times out)",
+                self.session_id,
+                key,
+            )
             return None
         try:
             with anyio.CancelScope(shield=True):
@@ -358,7 +367,27 @@ class SessionEventStore(SdkEventStore):
         except UnknownCursorError:
             await self._unknown_cursor(key, after)
             return None
+        except StoreUnavailableError as exc:
+            # This resume only: the client comes back, and the stream may replay then.
+            log.warning(
+                "session %s: cannot read stream %r to replay it now (the client will "
+                "resume again): %s",
+                self.session_id,
+                key,
+                exc,
+            )
+            return None
         return events
+
+    def _warn_now_and_then(self, key: str, message: str, *args: object) -> None:
+        """Log ``message`` at WARNING at most once a minute per stream (the SDK client
+        retries a refused resume every few hundred milliseconds), else at debug level."""
+        now = time.monotonic()
+        if now - self._warned.get(key, -math.inf) < TRIM_WARNING_INTERVAL_SECONDS:
+            log.debug(message, *args)
+            return
+        self._warned[key] = now
+        log.warning(message, *args)
 
     async def _send(
         self, key: str, events: list[StoredEvent], send_callback: EventCallback
@@ -392,22 +421,20 @@ class SessionEventStore(SdkEventStore):
             and minted[0] <= parsed[1] <= minted[1]
         )
         if own and await self._trimmed(key):
-            now = time.monotonic()
-            if now - self._trim_warned.get(key, -math.inf) >= TRIM_WARNING_INTERVAL_SECONDS:
-                self._trim_warned[key] = now
-                log.warning(
-                    "session %s: the client resumed stream %r from event %s, which the "
-                    "per-stream cap (max_events_per_stream) already dropped; its position "
-                    "is lost and nothing is replayed (the SDK client keeps reconnecting "
-                    "until its request times out). Raise the cap above what one stream "
-                    "sends while a client is away. (Repeats are logged at debug level "
-                    "for %d s.)",
-                    self.session_id,
-                    key,
-                    cursor,
-                    TRIM_WARNING_INTERVAL_SECONDS,
-                )
-                return
+            self._warn_now_and_then(
+                key,
+                "session %s: the client resumed stream %r from event %s, which the "
+                "per-stream cap (max_events_per_stream) already dropped; its position "
+                "is lost and nothing is replayed (the SDK client keeps reconnecting "
+                "until its request times out). Raise the cap above what one stream "
+                "sends while a client is away. (Repeats are logged at debug level "
+                "for %d s.)",
+                self.session_id,
+                key,
+                cursor,
+                TRIM_WARNING_INTERVAL_SECONDS,
+            )
+            return
         log.debug(
             "session %s: Last-Event-ID %s is not held (unknown, foreign or trimmed)",
             self.session_id,

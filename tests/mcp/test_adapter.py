@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -15,6 +16,7 @@ from eventstore.mcp import SessionEventStore
 from eventstore.mcp.adapter import MAX_RESUMABLE_STREAM_ID_LENGTH, REPLAY_PAGE
 from eventstore.mcp.ids import stream_key
 from eventstore.worker import PersistenceWorker
+from tests.pgcluster import PostgresCluster
 
 MESSAGE: TypeAdapter[JSONRPCMessage] = TypeAdapter(JSONRPCMessage)
 
@@ -190,7 +192,7 @@ async def test_a_trimmed_cursor_replays_nothing(sql_url: str) -> None:
 
 @pytest.mark.parametrize("via_worker", [False, True])
 async def test_a_failed_write_makes_its_stream_unresumable_not_gappy(
-    sql_url: str, via_worker: bool
+    sql_url: str, via_worker: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with (
         open_store(sql_url, max_event_bytes=300) as store,
@@ -204,8 +206,14 @@ async def test_a_failed_write_makes_its_stream_unresumable_not_gappy(
         later = await adapter.store_event("1", progress(3))
         await adapter.store_event("2", progress(2))
         assert lost.endswith(".1") and later.endswith(".1")
-        assert await adapter.replay_events_after(first, Collector()) is None
-        assert await adapter.replay_events_after(later, Collector()) is None
+        with caplog.at_level(logging.DEBUG, logger="eventstore.mcp"):
+            assert await adapter.replay_events_after(first, Collector()) is None
+            assert await adapter.replay_events_after(later, Collector()) is None
+        refusals = [
+            r for r in caplog.records if "a resume of stream '1' is refused" in r.msg % r.args
+        ]
+        # Said once as a warning (the client will retry for a while), then at debug level.
+        assert [r.levelname for r in refusals] == ["WARNING", "DEBUG"]
         await settled(adapter)
         stored = [event.id for event in await store.get_stream_events("s", "1")]
         assert stored[0] == first and lost not in stored
@@ -333,3 +341,27 @@ async def test_a_long_replay_reads_and_sends_a_page_at_a_time() -> None:
     assert steps == list(range(1, 2 * REPLAY_PAGE + 7))
     assert store.limits and set(store.limits) == {REPLAY_PAGE}
     assert len(store.limits) >= 3
+
+
+async def test_a_replay_the_database_cannot_serve_now_is_refused_not_raised(
+    own_postgres_cluster: PostgresCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = await asyncio.to_thread(own_postgres_cluster.create_database)
+    async with open_store(url) as store:
+        adapter = SessionEventStore(store, "s")
+        first = await adapter.store_event("1", progress(1))
+        await adapter.store_event("1", progress(2))
+        await asyncio.to_thread(own_postgres_cluster.stop, "fast")
+        try:
+            with caplog.at_level(logging.WARNING, logger="eventstore.mcp"):
+                # Raised, the SDK logs a traceback and drops the stream; refused, the
+                # client resumes again.
+                assert await adapter.replay_events_after(first, Collector()) is None
+            assert "cannot read stream '1' to replay it now" in caplog.text
+        finally:
+            await asyncio.to_thread(own_postgres_cluster.start)
+        sent = Collector()
+        for _ in range(3):  # the pool's first checkout after a restart may fail once
+            if await adapter.replay_events_after(first, sent) == "1":
+                break
+        assert len(sent.sent) == 1
