@@ -90,6 +90,11 @@ class SessionEventStore(SdkEventStore):
       exactly once, in order. An adapter used without it leaves the SDK's own window
       open: a message stored while the SDK re-attaches the stream is not sent live, and
       the new priming event lands after it.
+    * **Finished streams.** With ``finished_stream_ttl``, a request's stream is dropped
+      that many seconds after its response was stored (unless a new message came since:
+      a request id used again), with this adapter's state for it; a session with many
+      requests then holds only the recent ones. A client that missed the response and
+      comes back later finds nothing to resume (``None``), as after a trimmed cursor.
     * **Failures.** A failed write is logged and does not propagate: the SDK would
       otherwise stop routing every later message of the session. The event still goes
       out live, but its stream can no longer be resumed (replays of it return ``None``)
@@ -107,9 +112,13 @@ class SessionEventStore(SdkEventStore):
         worker: PersistenceWorker | None = None,
         attachments: StreamAttachments | None = None,
         retrier: OutageRetrier | None = None,
+        finished_stream_ttl: float | None = None,
     ) -> None:
         self.store = store
         self.worker = worker
+        #: Seconds after a request's response is stored that its stream is dropped
+        #: (``None``: kept while the session lives).
+        self.finished_stream_ttl = finished_stream_ttl
         #: Reruns a write without ``worker`` through a database outage (``None``: a
         #: failed write gives its stream up at once).
         self.retrier = retrier
@@ -136,6 +145,10 @@ class SessionEventStore(SdkEventStore):
         self._minted: dict[str, tuple[int, int]] = {}
         # Per stream: when a refused resume of it was last logged at WARNING.
         self._warned: dict[str, float] = {}
+        # Per stream whose last message is a response: that message's id counter, and
+        # the timer that drops the stream; and the drops under way.
+        self._finished: dict[str, tuple[int, asyncio.TimerHandle]] = {}
+        self._dropping: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -179,6 +192,8 @@ class SessionEventStore(SdkEventStore):
             # raised here would stop the router of the whole session.
             self._lose(key, event_id, exc)
             return event_id
+        if data is not None and self.finished_stream_ttl is not None:
+            self._note_message(key, counter, data)
         request = StoreEvent(self.session_id, key, event_id, data)
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self.stored_any = True
@@ -449,9 +464,54 @@ class SessionEventStore(SdkEventStore):
             return False
         return info is not None and info.first_seq > 1
 
+    # -- dropping finished streams -----------------------------------------------------
+
+    def _note_message(self, key: str, counter: int, data: Any) -> None:
+        """A message of stream ``key``: a response starts its drop timer, anything else
+        stops it (a request id used again for a new request)."""
+        finished = self._finished.pop(key, None)
+        if finished is not None:
+            finished[1].cancel()
+        if isinstance(data, dict) and "id" in data and ("result" in data or "error" in data):
+            assert self.finished_stream_ttl is not None
+            timer = asyncio.get_running_loop().call_later(
+                self.finished_stream_ttl, self._expire, key, counter
+            )
+            self._finished[key] = (counter, timer)
+
+    def _expire(self, key: str, counter: int) -> None:
+        finished = self._finished.get(key)
+        if self._closed or finished is None or finished[0] != counter:
+            return
+        del self._finished[key]
+        task = asyncio.get_running_loop().create_task(self._drop(key, counter))
+        self._dropping.add(task)
+        task.add_done_callback(self._dropping.discard)
+
+    async def _drop(self, key: str, counter: int) -> None:
+        """Clear a stream whose request was answered ``finished_stream_ttl`` ago: a
+        client that missed the response has resumed by then, or given up."""
+        try:
+            with anyio.CancelScope(shield=True):
+                await (self.worker or self.store).clear_stream(self.session_id, key)
+        except EventStoreError as exc:
+            log.warning(
+                "session %s: could not drop the finished stream %r: %s", self.session_id, key, exc
+            )
+            return
+        log.debug("session %s: dropped the finished stream %r", self.session_id, key)
+        if self._minted.get(key, (0, 0))[1] != counter:
+            return  # the request id came back meanwhile: its new stream keeps its state
+        for state in (self._hashed_streams, self._newest, self._minted, self._warned):
+            state.pop(key, None)
+        self._broken.discard(key)
+
     def close(self) -> None:
         """The SDK discarded the session: store nothing more, hold no live message."""
         self._closed = True
+        for _, timer in self._finished.values():
+            timer.cancel()
+        self._finished.clear()
         if self.attachments is not None:
             self.attachments.open_all()
 

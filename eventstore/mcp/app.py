@@ -20,6 +20,9 @@ from eventstore.worker import PersistenceWorker
 #: Default TTL of a session nobody touched, and how often to look for them.
 DEFAULT_IDLE_TTL_SECONDS = 3600.0
 DEFAULT_PRUNE_INTERVAL_SECONDS = 300.0
+#: A request's stream is dropped this long after its response: a client that lost the
+#: response resumes within its retry interval, seconds, not minutes.
+DEFAULT_FINISHED_STREAM_TTL_SECONDS = 600.0
 
 
 class StreamableHttpServer(Protocol):
@@ -42,6 +45,7 @@ def resumable_app(
     idle_ttl_seconds: float | None = DEFAULT_IDLE_TTL_SECONDS,
     prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,
     clear_on_delete: bool = True,
+    finished_stream_ttl_seconds: float | None = DEFAULT_FINISHED_STREAM_TTL_SECONDS,
     **http_options: Any,
 ) -> Starlette:
     """The server's Streamable HTTP app, with session-isolated, durable resumability.
@@ -74,6 +78,10 @@ def resumable_app(
     delayed, never dropped). ``group_commit=False`` commits each event before the SDK may
     send it, retrying through an outage of up to ``write_retry_seconds`` too (the
     message waits meanwhile).
+
+    A request's stream is dropped ``finished_stream_ttl_seconds`` after its response
+    was stored (default 10 minutes; ``None`` keeps it while the session lives), so a
+    long session holds its recent requests' events, not all of them.
 
     Once the SDK discards a session (the client's ``DELETE``, the manager's
     ``session_idle_timeout``, a crashed session, server shutdown) nothing can resume it,
@@ -111,6 +119,13 @@ def resumable_app(
         if not isinstance(flag, bool):
             raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
     check_seconds("write_retry_seconds", write_retry_seconds, allow_zero=True)
+    if finished_stream_ttl_seconds is not None:
+        check_seconds(
+            "finished_stream_ttl_seconds",
+            finished_stream_ttl_seconds,
+            allow_zero=False,
+            allow_none=True,
+        )
     check_seconds("prune_interval_seconds", prune_interval_seconds, allow_zero=False)
     if idle_ttl_seconds is not None:
         check_seconds("idle_ttl_seconds", idle_ttl_seconds, allow_zero=False, allow_none=True)
@@ -131,6 +146,7 @@ def resumable_app(
         store if isinstance(store, EventStore) else None,
         clear_on_delete=clear_on_delete,
         write_retry_seconds=write_retry_seconds,
+        finished_stream_ttl_seconds=finished_stream_ttl_seconds,
     )
     binding.attach(server.session_manager)
     owns_store = not isinstance(store, EventStore)

@@ -64,10 +64,13 @@ class SessionBinding:
         worker: PersistenceWorker | None = None,
         clear_on_delete: bool = True,
         write_retry_seconds: float = DEFAULT_WRITE_RETRY_SECONDS,
+        finished_stream_ttl_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.worker = worker
         self.clear_on_delete = clear_on_delete
+        #: Given to every session's adapter (see ``SessionEventStore``'s finished streams).
+        self.finished_stream_ttl_seconds = finished_stream_ttl_seconds
         # Shared by every session: the deadline is the outage's, not one write's. Used by
         # the writes that do not go through a worker (which has its own).
         self._retrier = OutageRetrier(
@@ -142,7 +145,11 @@ class SessionBinding:
         if self.store is None:
             raise RuntimeError("SessionBinding.store must be set before the server runs")
         adapter = self._sessions[session_id] = SessionEventStore(
-            self.store, session_id, worker=self.worker, retrier=self._retrier
+            self.store,
+            session_id,
+            worker=self.worker,
+            retrier=self._retrier,
+            finished_stream_ttl=self.finished_stream_ttl_seconds,
         )
         return adapter
 

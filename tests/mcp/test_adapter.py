@@ -365,3 +365,44 @@ async def test_a_replay_the_database_cannot_serve_now_is_refused_not_raised(
             if await adapter.replay_events_after(first, sent) == "1":
                 break
         assert len(sent.sent) == 1
+
+
+@pytest.mark.parametrize("via_worker", [False, True])
+async def test_a_finished_requests_stream_is_dropped_after_its_ttl(
+    store: EventStore, via_worker: bool
+) -> None:
+    async with PersistenceWorker(store) as worker:
+        await _finished_stream_is_dropped(
+            SessionEventStore(
+                store, "s", worker=worker if via_worker else None, finished_stream_ttl=0.3
+            ),
+            store,
+        )
+
+
+async def _finished_stream_is_dropped(adapter: SessionEventStore, store: EventStore) -> None:
+    first = await adapter.store_event("1", None)  # the priming event
+    await adapter.store_event("1", progress(1))
+    await adapter.store_event("1", response(1, "done"))
+    running = await adapter.store_event("2", progress(1))  # no response yet
+    # Within the TTL a client that missed the response still gets it.
+    sent = Collector()
+    assert await adapter.replay_events_after(first, sent) == "1"
+    assert len(sent.sent) == 2
+    await asyncio.sleep(0.6)
+    assert await store.get_stream_events("s", "1") == []
+    assert await adapter.replay_events_after(first, Collector()) is None
+    assert "1" not in adapter._minted and "1" not in adapter._newest  # no state kept
+    assert len(await store.get_stream_events("s", "2")) == 1
+    assert await adapter.replay_events_after(running, Collector()) == "2"
+
+
+async def test_a_request_id_used_again_before_the_ttl_keeps_its_new_stream(
+    store: EventStore,
+) -> None:
+    adapter = SessionEventStore(store, "s", finished_stream_ttl=0.3)
+    await adapter.store_event("1", response(1, "first call"))
+    await asyncio.sleep(0.1)
+    again = await adapter.store_event("1", progress(1))  # a new request with id 1
+    await asyncio.sleep(0.5)
+    assert [e.id for e in await store.get_stream_events("s", "1")][-1] == again

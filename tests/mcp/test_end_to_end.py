@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import pytest
 
+from eventstore import EventStore
 from eventstore.mcp.demo.proxy import CuttableProxy
 from eventstore.mcp.demo.sdk import client_session
 from eventstore.mcp.ids import MAX_EVENT_ID_LENGTH, stream_key
@@ -217,6 +219,24 @@ async def test_events_are_stored_under_the_real_session_id(harness: Harness) -> 
     # The initialize request's priming event is stored too: the session is bound from
     # its very first event.
     assert await harness.store.get_stream_events(session.session_id, "0")
+
+
+async def test_a_finished_calls_stream_is_dropped_after_the_ttl_and_the_session_lives_on(
+    sqlite_url: str,
+) -> None:
+    async for harness in start_harness(sqlite_url, finished_stream_ttl_seconds=0.5):
+        session: RawSession = await harness.raw_session()
+        await session.call_tool(1, "count", label="T", steps=2)
+        await harness.settled()
+        assert await harness.store.get_stream_events(session.session_id, "1")
+
+        await eventually(partial(_stream_gone, harness.store, session.session_id, "1"), 5)
+        events = await session.call_tool(2, "count", label="U", steps=1)
+        assert texts(events) == ["U: step 1 of 1"] and events[-1].is_response
+
+
+async def _stream_gone(store: EventStore, session_id: str, stream_id: str) -> bool:
+    return not await store.get_stream_events(session_id, stream_id)
 
 
 async def test_a_message_that_cannot_be_serialised_fails_its_call_not_the_session(

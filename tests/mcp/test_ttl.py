@@ -134,6 +134,8 @@ async def test_the_heartbeat_runs_with_pruning_off_for_other_pruners(sql_url: st
         ({"write_retry_seconds": -5}, "write_retry_seconds must be a non-negative"),
         ({"write_retry_seconds": "30"}, "write_retry_seconds"),
         ({"prune_interval_seconds": 0}, "prune_interval_seconds must be a positive"),
+        ({"finished_stream_ttl_seconds": 0}, "finished_stream_ttl_seconds must be"),
+        ({"finished_stream_ttl_seconds": "600"}, "finished_stream_ttl_seconds"),
         ({"prune_interval_seconds": float("inf")}, "prune_interval_seconds"),
         (
             {"idle_ttl_seconds": 3600, "prune_interval_seconds": 1800.5},
