@@ -248,17 +248,32 @@ _NULL_IDS = {
     column: "SELECT id FROM events WHERE COLUMN IS NULL ORDER BY id".replace("COLUMN", column)
     for column in REQUIRED_COLUMNS
 }
-_PG_REFUSE_MISSING = """DO $$
+
+
+def _pg_refusal(condition: str, message: str) -> str:
+    """A script's PL/pgSQL block that stops it, naming the first rows matching
+    ``condition``; ``message`` has one ``%`` for their ids. Both are constants of this
+    module (no input reaches them)."""
+    return (
+        """DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM events WHERE MISSING) THEN
-        RAISE EXCEPTION 'legacy rows have no session_id, event_id or timestamp (NULL): '
-            'events.id %; nothing was changed: fill in or delete them, then run the upgrade '
-            'again',
+    IF EXISTS (SELECT 1 FROM events WHERE CONDITION) THEN
+        RAISE EXCEPTION 'MESSAGE',
             (SELECT string_agg(id::text, ', ')
-               FROM (SELECT id FROM events WHERE MISSING ORDER BY id LIMIT SHOWN) AS bad);
+               FROM (SELECT id FROM events WHERE CONDITION ORDER BY id LIMIT SHOWN) AS bad);
     END IF;
 END
-$$""".replace("MISSING", _MISSING).replace("SHOWN", str(SHOWN_IDS))
+$$""".replace("CONDITION", condition)
+        .replace("MESSAGE", message)
+        .replace("SHOWN", str(SHOWN_IDS))
+    )
+
+
+_PG_REFUSE_MISSING = _pg_refusal(
+    _MISSING,
+    "legacy rows have no session_id, event_id or timestamp (NULL): events.id %; nothing "
+    "was changed: fill in or delete them, then run the upgrade again",
+)
 _SQLITE_REFUSE_MISSING = """-- stops with 'malformed JSON' if a legacy row has no session_id,
 -- event_id or timestamp; list those rows with SELECT id FROM events WHERE MISSING
 SELECT json('no session_id, event_id or timestamp: events.id ' || id) FROM events
@@ -344,16 +359,11 @@ $$""".replace("NOT_JSON", _PG_NOT_JSON)
 _SQLITE_QUOTE_BAD = """UPDATE events
 SET data = CASE WHEN data IS NULL THEN 'null' ELSE json_quote(data) END
 WHERE NOT_JSON""".replace("NOT_JSON", _SQLITE_NOT_JSON)
-_PG_REFUSE_BAD = """DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM events WHERE NOT_JSON) THEN
-        RAISE EXCEPTION 'legacy rows hold data that is not JSON: events.id %; nothing was '
-            'changed: fix or delete them, or generate the script with --invalid-data string',
-            (SELECT string_agg(id::text, ', ')
-               FROM (SELECT id FROM events WHERE NOT_JSON ORDER BY id LIMIT SHOWN) AS bad);
-    END IF;
-END
-$$""".replace("NOT_JSON", _PG_NOT_JSON).replace("SHOWN", str(SHOWN_IDS))
+_PG_REFUSE_BAD = _pg_refusal(
+    _PG_NOT_JSON,
+    "legacy rows hold data that is not JSON: events.id %; nothing was changed: fix or "
+    "delete them, or generate the script with --invalid-data string",
+)
 # SQLite scripts cannot raise an error of their own outside a trigger: json() of a row
 # that is not JSON fails with "malformed JSON" and stops the script there.
 _SQLITE_REFUSE_BAD = """-- stops with 'malformed JSON' if a legacy row's data is not JSON;
