@@ -748,7 +748,12 @@ class SqlEventStore(EventStore):
                 pooled.invalidate(exc)
             raise
         finally:
-            await greenlet_spawn(pooled.close)
+            if self._closed:
+                # The store was closed meanwhile: its engine's pool is gone, and a
+                # connection checked in there would be left open, its driver thread too.
+                await greenlet_spawn(pooled.invalidate)
+            else:
+                await greenlet_spawn(pooled.close)
 
     async def _read(self, statement: Any, params: dict[str, Any]) -> Sequence[Row[Any]]:
         try:

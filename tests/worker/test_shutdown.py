@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from sqlalchemy import text
@@ -99,6 +100,7 @@ async def test_a_cancelled_worker_releases_its_waiters(postgres_url: str) -> Non
 async def test_store_closed_under_a_busy_worker_fails_the_rest_with_one_log_line(
     sql_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    before = set(threading.enumerate())
     store = await open_store(sql_url)
     worker = PersistenceWorker(store, max_batch=50)
     futures = [await worker.submit(StoreEvent("s", f"st{i % 7}", f"e{i}", i)) for i in range(2_000)]
@@ -116,6 +118,9 @@ async def test_store_closed_under_a_busy_worker_fails_the_rest_with_one_log_line
     ]
     stats = worker.stats
     assert (stats.committed, stats.failed) == (len(outcomes) - len(failed), len(failed))
+    # The connection of the batch under way when the store closed was closed too, not
+    # left open (on SQLite, with its driver thread) in the closed engine's pool.
+    assert not [t for t in set(threading.enumerate()) - before if t.is_alive()]
 
 
 async def test_a_worker_cancelled_before_it_ever_ran_fails_what_was_queued() -> None:
