@@ -91,8 +91,10 @@ class SessionEventStore(SdkEventStore):
       open: a message stored while the SDK re-attaches the stream is not sent live, and
       the new priming event lands after it.
     * **Finished streams.** With ``finished_stream_ttl``, a request's stream is dropped
-      that many seconds after its response was stored (unless a new message came since:
-      a request id used again), with this adapter's state for it; a session with many
+      that many seconds after its response was stored, with this adapter's state for
+      it. A priming event on it (a resume, or the request id used again) starts that
+      wait again, a message stops it (the id's new request), and a drop waits for the
+      replays of the stream under way; a session with many
       requests then holds only the recent ones. A client that missed the response and
       comes back later finds nothing to resume (``None``), as after a trimmed cursor.
     * **Failures.** A failed write is logged and does not propagate: the SDK would
@@ -149,6 +151,8 @@ class SessionEventStore(SdkEventStore):
         # the timer that drops the stream; and the drops under way.
         self._finished: dict[str, tuple[int, asyncio.TimerHandle]] = {}
         self._dropping: set[asyncio.Task[None]] = set()
+        # Per stream: replays of it under way (its drop waits for them).
+        self._replaying: dict[str, int] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -192,7 +196,7 @@ class SessionEventStore(SdkEventStore):
             # raised here would stop the router of the whole session.
             self._lose(key, event_id, exc)
             return event_id
-        if data is not None and self.finished_stream_ttl is not None:
+        if self.finished_stream_ttl is not None:
             self._note_message(key, counter, data)
         request = StoreEvent(self.session_id, key, event_id, data)
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
@@ -306,6 +310,19 @@ class SessionEventStore(SdkEventStore):
         if stream_id is None:
             log.debug("session %s: Last-Event-ID names no stream of this session", self.session_id)
             return None
+        self._replaying[key] = self._replaying.get(key, 0) + 1
+        try:
+            return await self._replay(key, stream_id, last_event_id, send_callback)
+        finally:
+            left = self._replaying[key] - 1
+            if left:
+                self._replaying[key] = left
+            else:
+                del self._replaying[key]
+
+    async def _replay(
+        self, key: str, stream_id: str, last_event_id: str, send_callback: EventCallback
+    ) -> StreamId | None:
         cursor = await self._forward(key, last_event_id, send_callback)
         if cursor is None:
             return None
@@ -467,12 +484,16 @@ class SessionEventStore(SdkEventStore):
     # -- dropping finished streams -----------------------------------------------------
 
     def _note_message(self, key: str, counter: int, data: Any) -> None:
-        """A message of stream ``key``: a response starts its drop timer, anything else
-        stops it (a request id used again for a new request)."""
+        """An event of stream ``key``: a response starts its drop timer, a priming event
+        on a finished stream starts it again (a resume, or a request id used again), and
+        any other message stops it (the id's new request is under way)."""
         finished = self._finished.pop(key, None)
         if finished is not None:
             finished[1].cancel()
-        if isinstance(data, dict) and "id" in data and ("result" in data or "error" in data):
+        is_response = (
+            isinstance(data, dict) and "id" in data and ("result" in data or "error" in data)
+        )
+        if is_response or (data is None and finished is not None):
             assert self.finished_stream_ttl is not None
             timer = asyncio.get_running_loop().call_later(
                 self.finished_stream_ttl, self._expire, key, counter
@@ -482,6 +503,14 @@ class SessionEventStore(SdkEventStore):
     def _expire(self, key: str, counter: int) -> None:
         finished = self._finished.get(key)
         if self._closed or finished is None or finished[0] != counter:
+            return
+        if key in self._replaying:
+            # A resume is reading it page by page: dropping it now would cut that short.
+            assert self.finished_stream_ttl is not None
+            timer = asyncio.get_running_loop().call_later(
+                min(self.finished_stream_ttl, 1.0), self._expire, key, counter
+            )
+            self._finished[key] = (counter, timer)
             return
         del self._finished[key]
         task = asyncio.get_running_loop().create_task(self._drop(key, counter))

@@ -406,3 +406,34 @@ async def test_a_request_id_used_again_before_the_ttl_keeps_its_new_stream(
     again = await adapter.store_event("1", progress(1))  # a new request with id 1
     await asyncio.sleep(0.5)
     assert [e.id for e in await store.get_stream_events("s", "1")][-1] == again
+
+
+async def test_a_request_id_used_again_keeps_its_new_priming_event(store: EventStore) -> None:
+    adapter = SessionEventStore(store, "s", finished_stream_ttl=0.4)
+    await adapter.store_event("1", response(1, "first call"))
+    await asyncio.sleep(0.2)
+    primed = await adapter.store_event("1", None)  # the new call's priming event
+    await asyncio.sleep(0.35)  # the first call's timer would have fired by now
+    await adapter.store_event("1", progress(1))  # the new call's tool speaks at last
+    ids = [e.id for e in await store.get_stream_events("s", "1")]
+    assert primed in ids  # a client that dropped after the priming event can resume
+
+
+async def test_a_finished_stream_is_not_dropped_under_a_replay_reading_it(
+    store: EventStore,
+) -> None:
+    adapter = SessionEventStore(store, "s", finished_stream_ttl=0.2)
+    first = await adapter.store_event("1", progress(0))
+    for n in range(1, 2 * REPLAY_PAGE + 1):
+        await adapter.store_event("1", progress(n))
+    await adapter.store_event("1", response(1, "done"))
+    sent: list[EventMessage] = []
+
+    async def slow_client(event: EventMessage) -> None:
+        sent.append(event)
+        await asyncio.sleep(0.0005)  # the replay outlasts the TTL
+
+    assert await adapter.replay_events_after(first, slow_client) == "1"
+    assert len(sent) == 2 * REPLAY_PAGE + 1  # every page, and the response
+    await asyncio.sleep(1.5)  # once the replay is over, the drop goes ahead
+    assert await store.get_stream_events("s", "1") == []
