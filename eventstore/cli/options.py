@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Coroutine, Iterator
@@ -42,6 +43,16 @@ def not_empty(
     unset; taken as "no --url", it would send the command to the embedded default store
     -- importing into it, migrating or pruning it -- without a word.
     """
+    if value is None and param is not None and param.name == "url":
+        from_env = os.environ.get(URL_ENV)
+        if from_env is not None and not from_env.strip():
+            # Click takes an empty variable for an unset one: the same trap as above.
+            raise click.BadParameter(
+                f"${URL_ENV} is set but empty; unset it for the embedded default store, "
+                "or give it a URL",
+                ctx=ctx,
+                param=param,
+            )
     if value is not None and not value.strip():
         name = "the URL" if param is not None and param.name == "url" else "it"
         raise click.BadParameter(

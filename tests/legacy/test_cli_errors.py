@@ -431,6 +431,11 @@ def test_an_empty_url_is_refused_not_the_default_store(
         error = _error(result.output)
         assert "Invalid value for '--url'" in error and "is empty" in error, error
         assert "unset" in error, error
+    # The same variable empty in the environment: Click would take it for unset.
+    monkeypatch.setenv("EVENTSTORE_DATABASE_URL", "")
+    result = run_cli(*command)
+    assert result.exit_code == 2, result.output
+    assert "$EVENTSTORE_DATABASE_URL is set but empty" in _error(result.output)
     assert not data_home.exists()
 
 
