@@ -101,11 +101,12 @@ class DumpFile(Source):
             with self._open() as lines:
                 chunk: Chunk = []
                 for position, raw in enumerate(lines, start=1):
-                    if not raw.endswith(b"\n") and raw.strip():
-                        raise InvalidInputError(self._cut_short(position))
                     if position == 1:
+                        self._check_utf8(raw)
                         # Some Windows editors and tools start UTF-8 text with a BOM.
                         raw = raw.removeprefix(codecs.BOM_UTF8)
+                    if not raw.endswith(b"\n") and raw.strip():
+                        raise InvalidInputError(self._cut_short(position))
                     item = parse_line(position, raw, max_event_bytes)
                     if item is not None:
                         chunk.append(item)
@@ -118,6 +119,23 @@ class DumpFile(Source):
             raise InvalidInputError(
                 f"cannot read {self.description} after line {position}: {exc}; nothing was imported"
             ) from exc
+
+    def _check_utf8(self, first_line: bytes) -> None:
+        """Refuse a dump in UTF-16 or UTF-32 (PowerShell's ``>`` writes UTF-16).
+
+        Split on the byte ``\\n``, such text would be a line of rejects each, the last
+        one reported as cut short. JSON text never holds a raw NUL byte (it escapes
+        control characters), so one in the first line means a wide encoding even without
+        a byte order mark.
+        """
+        if first_line.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+            b"\x00" in first_line
+        ):
+            raise InvalidInputError(
+                f"{self.description} is not UTF-8 text: it looks like UTF-16 or UTF-32 "
+                "(NUL bytes or a UTF-16 byte order mark in its first line); convert it "
+                "first, e.g. iconv -f UTF-16 -t UTF-8; nothing was imported"
+            )
 
     def _cut_short(self, position: int) -> str:
         """Why a dump whose last line has no newline is refused.

@@ -240,3 +240,21 @@ def test_a_dump_that_starts_with_a_byte_order_mark_imports_whole(
 
     assert result.exit_code == 0, result.output
     assert [row[3] for row in stored(sqlite_url)] == ["a-1", "a-2", "a-3"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_dump_in_a_wide_encoding_is_refused_as_not_utf8(
+    tmp_path: Path, sqlite_url: str, encoding: str
+) -> None:
+    # PowerShell's `>` writes UTF-16: split on b"\n" it would be one reject a line and the
+    # last line "cut short"; the user has to hear that the encoding is wrong.
+    dump = tmp_path / "wide.jsonl"
+    dump.write_bytes("".join(f"{line}\n" for line in DUMP[:2]).encode(encoding))
+
+    result = run_cli("import", str(dump), "--url", sqlite_url)
+
+    assert result.exit_code == 1, result.output
+    assert f"Error: {dump} is not UTF-8 text: it looks like UTF-16 or UTF-32" in result.output
+    assert "nothing was imported" in result.output
+    assert stored(sqlite_url) == []
+    assert not (tmp_path / "wide.jsonl.rejects.jsonl").exists()
