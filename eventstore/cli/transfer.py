@@ -88,6 +88,28 @@ def _check_writable(path: Path, what: str) -> None:
         fail(f"cannot write the {what} {path}: the directory {parent} is not writable")
 
 
+def _with_sidecars(database: Path) -> list[Path]:
+    """A SQLite file and the files SQLite keeps next to it (WAL, shared memory, journal)."""
+    return [database, *(database.with_name(database.name + end) for end in _SIDECARS)]
+
+
+_SIDECARS = ("-wal", "-shm", "-journal")
+#: How every reject file written by an import starts (``RejectFile``'s records).
+_REJECT_RECORD_START = b'{"line":'
+
+
+def _is_reject_file(path: Path) -> bool:
+    """Whether ``path`` is missing, empty, or holds an import's rejects (safe to replace)."""
+    try:
+        with open(path, "rb") as existing:
+            start = existing.read(len(_REJECT_RECORD_START))
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return True  # not readable: writing it fails with its own clear error
+    return start in (b"", _REJECT_RECORD_START)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     with contextlib.suppress(OSError):
         if a.exists() and b.exists():
@@ -256,15 +278,21 @@ def _check_rejects_path(path: Path, origin: Source, target: str, dry_run: bool) 
     if isinstance(origin, EventsTable):
         source_file = sqlite_path(origin.url)
         if source_file is not None:
-            clobbered.append((source_file, "the source database"))
+            clobbered += [(file, "the source database") for file in _with_sidecars(source_file)]
     target_file = sqlite_path(parse_url(target))
     if target_file is not None:
-        clobbered.append((target_file, "the target database"))
+        clobbered += [(file, "the target database") for file in _with_sidecars(target_file)]
     for other, what in clobbered:
         if _same_file(path, other):
             raise click.UsageError(
                 f"--rejects {path} is {what}: the rejects would overwrite it; choose another file"
             )
+    if not _is_reject_file(path):
+        # A run replaces the reject file, or removes it when nothing is rejected.
+        raise click.UsageError(
+            f"--rejects {path} exists and is not a reject file: the import would overwrite "
+            "or remove it; choose another file (or delete it)"
+        )
     if not dry_run:
         _check_writable(path, "reject file")
 
@@ -392,9 +420,9 @@ def _count(number: int, noun: str) -> str:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path),
-    help="Write to this file instead of standard output; a name ending in .gz is "
-    "gzip-compressed. The file appears only once the export is complete.",
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="Write to this file instead of standard output (- is standard output); a name "
+    "ending in .gz is gzip-compressed. The file appears only once the export is complete.",
 )
 def export_command(url: str | None, session_ids: tuple[str, ...], output: Path | None) -> None:
     """Write the store at --url as JSON lines (with stream_id and seq).
@@ -411,8 +439,16 @@ def export_command(url: str | None, session_ids: tuple[str, ...], output: Path |
         )
     if _missing_sqlite_file(target):
         fail(f"no SQLite database at {safe_url(target)}")
+    if output == Path("-"):
+        output = None
     if output is not None:
         _check_writable(output, "output")
+        database = sqlite_path(parse_url(target))
+        if database is not None and any(_same_file(output, f) for f in _with_sidecars(database)):
+            raise click.UsageError(
+                f"--output {output} is the database being exported: the dump would replace "
+                "it; choose another file"
+            )
 
     async def export(out: IO[bytes]) -> int:
         progress = _progress(10.0)
@@ -465,7 +501,7 @@ def _output(path: Path | None) -> Iterator[IO[bytes]]:
     partial = Path(name)
     try:
         with os.fdopen(handle, "wb") as raw:
-            if path.name.endswith(".gz"):
+            if path.suffix.lower() == ".gz":
                 with gzip.GzipFile(filename=str(path), mode="wb", fileobj=raw) as compressed:
                     yield cast(IO[bytes], compressed)
             else:

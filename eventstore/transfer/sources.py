@@ -42,6 +42,7 @@ from eventstore.transfer.threads import in_thread
 CHUNK = 5000
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 _LEGACY_COLUMNS = ("id", "session_id", "event_id", "data", "timestamp")
 _STREAM_COLUMNS = ("stream_id", "seq")
 
@@ -102,7 +103,7 @@ class DumpFile(Source):
                 chunk: Chunk = []
                 for position, raw in enumerate(lines, start=1):
                     if position == 1:
-                        self._check_utf8(raw)
+                        self._check_text(raw)
                         # Some Windows editors and tools start UTF-8 text with a BOM.
                         raw = raw.removeprefix(codecs.BOM_UTF8)
                     if not raw.endswith(b"\n") and raw.strip():
@@ -120,22 +121,34 @@ class DumpFile(Source):
                 f"cannot read {self.description} after line {position}: {exc}; nothing was imported"
             ) from exc
 
-    def _check_utf8(self, first_line: bytes) -> None:
-        """Refuse a dump in UTF-16 or UTF-32 (PowerShell's ``>`` writes UTF-16).
+    def _check_text(self, first_line: bytes) -> None:
+        """Refuse, by its first line, a file that is not UTF-8 JSON lines at all.
 
-        Split on the byte ``\\n``, such text would be a line of rejects each, the last
-        one reported as cut short. JSON text never holds a raw NUL byte (it escapes
-        control characters), so one in the first line means a wide encoding even without
-        a byte order mark.
+        Split on the byte ``\\n``, such a file would be a reject a line and the last one
+        reported as cut short, which says nothing of what is wrong: a SQLite database
+        given as a path instead of a URL, a dump compressed twice, or text in UTF-16 or
+        UTF-32 (PowerShell's ``>`` writes UTF-16). JSON text never holds a raw NUL byte
+        (it escapes control characters), so one in the first line means a wide encoding
+        even without a byte order mark.
         """
-        if first_line.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+        if first_line.startswith(_SQLITE_MAGIC):
+            why = (
+                "is a SQLite database, not a dump: to import from its events table, give "
+                f"it as a URL (sqlite:///{'PATH' if self.path == '-' else self.path})"
+            )
+        elif first_line.startswith(_GZIP_MAGIC):
+            why = "holds gzip data inside gzip: it was compressed twice; decompress it once"
+        elif first_line.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
             b"\x00" in first_line
         ):
-            raise InvalidInputError(
-                f"{self.description} is not UTF-8 text: it looks like UTF-16 or UTF-32 "
-                "(NUL bytes or a UTF-16 byte order mark in its first line); convert it "
-                "first, e.g. iconv -f UTF-16 -t UTF-8; nothing was imported"
+            why = (
+                "is not UTF-8 text: it looks like UTF-16 or UTF-32 (NUL bytes or a UTF-16 "
+                "byte order mark in its first line); convert it first, e.g. "
+                "iconv -f UTF-16 -t UTF-8"
             )
+        else:
+            return
+        raise InvalidInputError(f"{self.description} {why}; nothing was imported")
 
     def _cut_short(self, position: int) -> str:
         """Why a dump whose last line has no newline is refused.

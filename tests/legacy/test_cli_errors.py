@@ -76,6 +76,53 @@ def test_the_reject_file_may_not_be_a_database(tmp_path: Path) -> None:
     assert not target.exists()
 
 
+def test_the_reject_file_may_not_be_a_database_s_wal_or_journal(tmp_path: Path) -> None:
+    # SQLite deletes its -wal and -shm files on close: the rejects would vanish with them.
+    dump = write_lines(tmp_path / "d.jsonl", [*LINES, "not json"])
+    target = tmp_path / "t.sqlite3"
+    for end in ("-wal", "-shm", "-journal"):
+        rejects = tmp_path / f"t.sqlite3{end}"
+        result = run_cli(
+            "import", str(dump), "--url", f"sqlite:///{target}", "--rejects", str(rejects)
+        )
+        assert result.exit_code == 2, result.output
+        assert "is the target database: the rejects would overwrite it" in _error(result.output)
+    assert _files(tmp_path) == ["d.jsonl"]
+
+
+def test_the_reject_file_may_not_replace_or_remove_a_file_of_the_user(tmp_path: Path) -> None:
+    dump = write_lines(tmp_path / "d.jsonl", [LINES[0], LINES[2]])
+    bad_dump = write_lines(tmp_path / "bad.jsonl", [LINES[0], LINES[2], "not json"])
+    target = f"sqlite:///{tmp_path}/t.sqlite3"
+    precious = tmp_path / "important.txt"
+    precious.write_text("precious\n")
+    for source in (dump, bad_dump):  # nothing rejected would remove it, a reject replace it
+        for args in ([], ["--dry-run"]):
+            result = run_cli(
+                "import", str(source), "--url", target, "--rejects", str(precious), *args
+            )
+            assert result.exit_code == 2, result.output
+            assert f"--rejects {precious} exists and is not a reject file" in _error(result.output)
+    assert precious.read_text() == "precious\n"
+    assert not (tmp_path / "t.sqlite3").exists()
+
+    # An earlier run's reject file (or an empty one) is the import's to replace.
+    rejects = tmp_path / "r.jsonl"
+    assert (
+        run_cli("import", str(bad_dump), "--url", target, "--rejects", str(rejects)).exit_code == 3
+    )
+    earlier = rejects.read_text()
+    assert earlier.startswith('{"line":3,')
+    assert (
+        run_cli("import", str(bad_dump), "--url", target, "--rejects", str(rejects)).exit_code == 3
+    )
+    assert rejects.read_text() == earlier
+    assert run_cli("import", str(dump), "--url", target, "--rejects", str(rejects)).exit_code == 0
+    assert not rejects.exists()
+    rejects.write_text("")
+    assert run_cli("import", str(dump), "--url", target, "--rejects", str(rejects)).exit_code == 0
+
+
 def test_an_unwritable_reject_file_fails_before_the_target_is_created(tmp_path: Path) -> None:
     dump = write_lines(tmp_path / "d.jsonl", LINES)
     target = tmp_path / "t.sqlite3"
@@ -118,6 +165,32 @@ def test_export_to_a_path_it_cannot_write(tmp_path: Path) -> None:
         assert result.exit_code == 1, result.output
         assert why in _error(result.output)
     assert _files(tmp_path) == ["store.sqlite3"]
+
+
+def test_export_may_not_replace_the_database_it_exports(tmp_path: Path) -> None:
+    database = tmp_path / "store.sqlite3"
+    url = f"sqlite:///{database}"
+    _store(url)
+    before = stored(url)
+    os.symlink(database, tmp_path / "alias.sqlite3")
+    for output in (database, tmp_path / "alias.sqlite3", tmp_path / "store.sqlite3-wal"):
+        result = run_cli("export", "--url", url, "-o", str(output))
+        assert result.exit_code == 2, result.output
+        assert f"--output {output} is the database being exported" in _error(result.output)
+    assert stored(url) == before
+    assert _files(tmp_path) == ["alias.sqlite3", "store.sqlite3"]
+
+
+def test_export_to_dash_is_standard_output_and_gz_is_any_case(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    _store(url)
+    to_stdout = run_cli("export", "--url", url, "-o", "-")
+    assert to_stdout.exit_code == 0, to_stdout.output
+    assert len([line for line in to_stdout.output.splitlines() if line.startswith("{")]) == 3
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
+
+    assert run_cli("export", "--url", url, "-o", str(tmp_path / "d.jsonl.GZ")).exit_code == 0
+    assert (tmp_path / "d.jsonl.GZ").read_bytes()[:2] == b"\x1f\x8b"
 
 
 def test_a_failed_export_keeps_the_file_it_would_have_replaced(tmp_path: Path) -> None:
@@ -314,7 +387,7 @@ def test_a_dry_run_checks_the_target_and_writes_nothing(tmp_path: Path, sqlite_u
     # The target holds s/a = 1; the dump has s/a with other data, and s/b new.
     dump = write_lines(tmp_path / "d.jsonl", [LINES[1], LINES[2]])
     stale = tmp_path / "d.jsonl.rejects.jsonl"
-    stale.write_text("an earlier run's rejects\n")
+    stale.write_text('{"line":9,"reason":"an earlier run\'s reject","source":"x"}\n')
     before = stored(sqlite_url)
 
     result = run_cli("import", str(dump), "--url", sqlite_url, "--dry-run")
@@ -328,7 +401,7 @@ def test_a_dry_run_checks_the_target_and_writes_nothing(tmp_path: Path, sqlite_u
     )
     assert "would import: 1 new event in 1 session (1 stream)" in result.output
     assert stored(sqlite_url) == before
-    assert stale.read_text() == "an earlier run's rejects\n"
+    assert stale.read_text() == '{"line":9,"reason":"an earlier run\'s reject","source":"x"}\n'
 
     real = run_cli("import", str(dump), "--url", sqlite_url)
     assert real.exit_code == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from pathlib import Path
@@ -258,3 +259,35 @@ def test_a_dump_in_a_wide_encoding_is_refused_as_not_utf8(
     assert "nothing was imported" in result.output
     assert stored(sqlite_url) == []
     assert not (tmp_path / "wide.jsonl.rejects.jsonl").exists()
+
+
+def test_a_sqlite_database_given_as_a_dump_path_says_to_give_a_url(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    database = tmp_path / "store.db"
+    asyncio.run(_fill(f"sqlite:///{database}"))
+
+    result = run_cli("import", str(database), "--url", sqlite_url)
+
+    assert result.exit_code == 1, result.output
+    assert (
+        f"Error: {database} is a SQLite database, not a dump: to import from its events "
+        f"table, give it as a URL (sqlite:///{database}); nothing was imported"
+    ) in result.output
+    assert run_cli("import", f"sqlite:///{database}", "--url", sqlite_url).exit_code == 0
+
+
+def test_a_dump_compressed_twice_is_refused_as_such(tmp_path: Path, sqlite_url: str) -> None:
+    dump = tmp_path / "twice.jsonl.gz"
+    dump.write_bytes(gzip.compress(gzip.compress("".join(f"{x}\n" for x in DUMP[:2]).encode())))
+
+    result = run_cli("import", str(dump), "--url", sqlite_url)
+
+    assert result.exit_code == 1, result.output
+    assert f"Error: {dump} holds gzip data inside gzip: it was compressed twice" in result.output
+    assert stored(sqlite_url) == []
+
+
+async def _fill(url: str) -> None:
+    async with open_store(url) as store:
+        await store.store_event("s", "1", "e1", {"x": 1})
