@@ -340,9 +340,16 @@ class SessionEventStore(SdkEventStore):
             if moved == cursor:
                 break
             cursor = moved
-        if not attachments.close(stream_id):
-            # Another replay of this stream is handing it over right now.
-            return stream_id
+        while not attachments.close(stream_id):
+            # Another replay of this stream is handing it over right now. Returning the
+            # stream now would let the SDK attach it to both connections: the later
+            # registration orphans the earlier (left open, silent) and this one misses
+            # what the gate let through to the other. Wait for that hand-over to end.
+            await attachments.wait(stream_id)
+            if attachments.attached(stream_id):
+                # The other connection has it: this one ends after what it was sent, and
+                # its client resumes from there.
+                return stream_id
         try:
             sent = await self._forward(key, cursor, send_callback)
         except BaseException:

@@ -92,3 +92,38 @@ async def test_sdk_client_reconnects_while_the_tool_streams(live_harness: Harnes
                     await asyncio.gather(tool, return_exceptions=True)
             assert received == expected(label), f"trial {trial}"
             assert result.content[0].text == f"{label} streamed {STEPS}"  # type: ignore[union-attr]
+
+
+#: Longest a resumed connection may stay open after the tool finished before it counts
+#: as hung (the tool itself takes STEPS * INTERVAL_MS).
+HUNG_SECONDS = 8.0
+
+
+async def test_two_resumes_of_one_stream_at_once(live_harness: Harness) -> None:
+    # A proxy retrying a GET, or a client retrying a resume that seems stuck: both
+    # connections come with the same Last-Event-ID while the tool streams. Each one must
+    # get its events without a hole and then either the response or the end of its
+    # stream (so that its client resumes again); none may be left open and silent.
+    session = await live_harness.raw_session()
+    for trial in range(1, RAW_TRIALS + 1):
+        label = f"D{trial}"
+        first = await session.call_tool_and_drop(
+            trial, "stream", 5, label=label, steps=STEPS, interval_ms=INTERVAL_MS
+        )
+        cursor = first[-1].id
+        resumed = await asyncio.gather(
+            *(asyncio.wait_for(session.follow(cursor), HUNG_SECONDS) for _ in range(2)),
+            return_exceptions=True,
+        )
+        for number, outcome in enumerate(resumed, start=1):
+            assert not isinstance(outcome, BaseException), (
+                f"trial {trial}, connection {number}: {outcome!r} (hung: open, nothing sent)"
+            )
+            status, events = outcome
+            assert status == 200
+            events = first + events
+            if not events[-1].is_response:
+                events += await session.follow_to_response(events[-1].id)
+            assert steps_of(events) == expected(label), f"trial {trial}, connection {number}"
+            ids = [e.id for e in events]
+            assert len(ids) == len(set(ids)), f"trial {trial}: an event arrived twice"
