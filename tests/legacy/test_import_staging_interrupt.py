@@ -30,17 +30,22 @@ def _dump(path: Path) -> Path:
 def test_ctrl_c_while_staging_exits_130_without_a_crash(tmp_path: Path) -> None:
     dump = _dump(tmp_path / "big.jsonl")
     outcomes = []
-    # Startup takes about 0.5 s and reading this dump about 2 s: spread the signals
-    # over the reading phase.
-    for run, delay in enumerate([0.6 + 0.2 * k for k in range(8)]):
+    # Reading this dump takes about 2 s: spread the signals over the reading phase, timed
+    # from the "target:" line printed once the command is up (start-up alone can take
+    # more than a second on a loaded machine; a signal during it is not this test's).
+    for run, delay in enumerate([0.2 * k for k in range(8)]):
         target = f"sqlite+aiosqlite:///{tmp_path}/target{run}.sqlite3"
         process = subprocess.Popen(
             [*cli_command(), "import", str(dump), "--dry-run", "--url", target],
-            env=cli_env(),
+            env=cli_env(PYTHONUNBUFFERED="1"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
+        assert process.stdout is not None
+        while (line := process.stdout.readline()) and not line.startswith("target:"):
+            pass
+        assert line, f"the import ended before it started: {process.communicate()}"
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
