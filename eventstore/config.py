@@ -7,6 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
+from eventstore.errors import InvalidInputError
+
 #: Environment variable naming the database URL used when none is given.
 URL_ENV = "EVENTSTORE_DATABASE_URL"
 
@@ -17,8 +19,18 @@ def default_sqlite_path() -> Path:
 
 
 def default_url() -> str:
-    """``$EVENTSTORE_DATABASE_URL`` if set, else the embedded SQLite file."""
-    from_env = os.environ.get(URL_ENV, "").strip()
-    if from_env:
-        return from_env
-    return f"sqlite+aiosqlite:///{default_sqlite_path()}"
+    """``$EVENTSTORE_DATABASE_URL`` if set, else the embedded SQLite file.
+
+    Raises :class:`~eventstore.errors.InvalidInputError` if the variable is set but blank:
+    a replica whose configuration lost the URL (``EVENTSTORE_DATABASE_URL=$DB_URL`` with
+    ``DB_URL`` unset) must not quietly run on a private SQLite file of its own.
+    """
+    from_env = os.environ.get(URL_ENV)
+    if from_env is None:
+        return f"sqlite+aiosqlite:///{default_sqlite_path()}"
+    if not from_env.strip():
+        raise InvalidInputError(
+            f"${URL_ENV} is set but empty; unset it for the embedded default store, "
+            "or give it a URL"
+        )
+    return from_env.strip()

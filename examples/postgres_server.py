@@ -7,8 +7,10 @@ From the repository root (see examples/README.md)::
     uvicorn examples.postgres_server:app --host 127.0.0.1 --port 8000
 
 Clients that lose their connection mid-call reconnect with ``Last-Event-ID`` and get
-exactly the events they missed, from any replica sharing the database, and never another
-session's.
+exactly the events they missed, and never another session's. Replicas may share the
+database, but an MCP session lives in the process that created it: route a session's
+requests to one replica (sticky sessions; see the README), or a resume elsewhere gets
+``404 Session not found``.
 """
 
 import asyncio

@@ -31,13 +31,14 @@ import logging.config
 from typing import Any
 
 from alembic import context
+from alembic.util import CommandError
 from sqlalchemy import Connection, pool
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventstore.config import default_url
-from eventstore.errors import SchemaError
+from eventstore.errors import InvalidInputError, SchemaError
 from eventstore.migrations import LEGACY_BASELINE, VERSION_TABLE, steps
 from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
 from eventstore.sql.schema import metadata
@@ -56,12 +57,20 @@ _CLIENT_CHECK_INTERVAL = "2s"
 
 
 def _url() -> URL:
-    url = (
-        config.attributes.get("url")
-        or context.get_x_argument(as_dictionary=True).get("url")
-        or config.get_main_option("sqlalchemy.url")
-        or default_url()
-    )
+    given = config.attributes.get("url")
+    if given is None:
+        given = context.get_x_argument(as_dictionary=True).get("url")
+    if isinstance(given, str) and not given.strip():
+        # What `-x url="$LEGACY_DATABASE_URL"` gives with the variable unset: taken for
+        # "no URL", the upgrade would run on the embedded SQLite file instead.
+        raise CommandError(
+            'the url is empty: if it came from a variable (like "$LEGACY_DATABASE_URL"), '
+            "that variable is unset or empty"
+        )
+    try:
+        url = given or config.get_main_option("sqlalchemy.url") or default_url()
+    except InvalidInputError as exc:
+        raise CommandError(str(exc)) from exc
     return normalize_url(url)
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import Pool
 
 from eventstore.errors import EventStoreError, InvalidInputError
 from eventstore.sql import postgresql, sqlite
@@ -54,6 +58,7 @@ def create_engine(
     does not know raises :class:`~eventstore.errors.InvalidInputError`.
     """
     parsed = normalize_url(url)
+    _check_engine_options(parsed, engine_options)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(
             parsed,
@@ -117,6 +122,81 @@ def _sqlite_engine(
 _EXTRAS = {"asyncpg": "postgres"}
 
 
+#: The pool options SQLAlchemy checks only once a connection is made, or never: checked
+#: here, so a bad value fails when the store is opened (or the app built), by name.
+_POOL_NUMBERS: dict[str, tuple[str, float]] = {
+    "pool_size": ("an int", 0),
+    "max_overflow": ("an int", -1),
+    "pool_timeout": ("a number", 0),
+    "pool_recycle": ("a number", -1),
+}
+
+#: aiosqlite's own connect arguments, then those it hands on to ``sqlite3.connect``
+#: (a builtin whose signature Python 3.11 cannot inspect).
+_SQLITE_CONNECT_PARAMETERS = {
+    "async_creator_fn",
+    "iter_chunk_size",
+    "loop",
+    "timeout",
+    "detect_types",
+    "isolation_level",
+    "check_same_thread",
+    "factory",
+    "cached_statements",
+    "uri",
+    "autocommit",
+}
+
+
+def _check_engine_options(url: URL, options: dict[str, Any]) -> None:
+    for name, (kind, lowest) in _POOL_NUMBERS.items():
+        value = options.get(name)
+        if value is None:
+            continue
+        allowed = int if kind == "an int" else (int, float)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, allowed)
+            or not math.isfinite(value)
+            or value < lowest
+        ):
+            raise InvalidInputError(f"{name} must be {kind} >= {lowest:g}, not {value!r}")
+    poolclass = options.get("poolclass")
+    if poolclass is not None and not (isinstance(poolclass, type) and issubclass(poolclass, Pool)):
+        raise InvalidInputError(
+            f"poolclass must be a sqlalchemy.pool.Pool class, not {poolclass!r}"
+        )
+    connect_args = options.get("connect_args", {})
+    if not isinstance(connect_args, Mapping):
+        raise InvalidInputError(f"connect_args must be a mapping, not {connect_args!r}")
+    accepted = _connect_parameters(url.get_backend_name())
+    unknown = sorted(str(name) for name in connect_args if name not in accepted)
+    if accepted and unknown:
+        raise InvalidInputError(
+            f"connect_args the {url.get_backend_name()} driver does not take: {', '.join(unknown)}"
+        )
+
+
+def _connect_parameters(backend: str) -> set[str]:
+    """The keyword arguments the backend's driver connect takes (empty: not known)."""
+    if backend == "sqlite":
+        return _SQLITE_CONNECT_PARAMETERS
+    try:
+        import asyncpg
+    except ModuleNotFoundError:
+        return set()  # async_engine names the missing driver
+    # SQLAlchemy's asyncpg adapter takes these out before it calls asyncpg.connect.
+    adapter = {"async_creator_fn", "prepared_statement_cache_size", "prepared_statement_name_func"}
+    return adapter | _parameters(asyncpg.connect)
+
+
+def _parameters(function: Any) -> set[str]:
+    try:
+        return set(inspect.signature(function).parameters) - {"args", "kwargs"}
+    except (TypeError, ValueError):
+        return set()
+
+
 def async_engine(url: URL, options: dict[str, Any]) -> AsyncEngine:
     """SQLAlchemy's ``create_async_engine``, with its errors as :mod:`eventstore.errors`:
     a missing driver names the extra that installs it, a bad option is refused by name."""
@@ -134,7 +214,7 @@ def async_engine(url: URL, options: dict[str, Any]) -> AsyncEngine:
         raise EventStoreError(
             f"{url.get_backend_name()} needs the {exc.name} driver, which is not installed{hint}"
         ) from None
-    except (TypeError, ValueError, ArgumentError) as exc:
+    except (TypeError, ValueError, AttributeError, ArgumentError) as exc:
         # SQLAlchemy names the options it does not know, or the value it refused.
         raise InvalidInputError(f"unusable store option: {exc}") from None
 

@@ -92,6 +92,10 @@ def driver_errors() -> tuple[type[Exception], ...]:
 async def _connected(connection: aiosqlite.Connection) -> aiosqlite.Connection:
     try:
         return await connection
+    except (TypeError, ValueError) as exc:
+        # sqlite3.connect refusing a value of connect_args ({"timeout": "x"}).
+        await asyncio.to_thread(connection._thread.join, 1.0)
+        raise InvalidInputError(f"unusable connect_args for SQLite: {exc}") from None
     except BaseException:
         await asyncio.to_thread(connection._thread.join, 1.0)
         raise

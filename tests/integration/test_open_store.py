@@ -50,6 +50,57 @@ async def test_unusable_options_are_refused_by_name(
         await open_store(sqlite_url, **options)
 
 
+#: Pool and driver options SQLAlchemy takes unchecked: they failed at the first connect
+#: or under contention, as a TypeError or AttributeError, or never (a negative pool).
+POOL_AND_DRIVER_OPTIONS = [
+    ({"poolclass": 1}, "poolclass must be a sqlalchemy.pool.Pool class"),
+    ({"pool_size": -5}, "pool_size must be an int >= 0"),
+    ({"pool_size": True}, "pool_size must be an int >= 0"),
+    ({"max_overflow": "x"}, "max_overflow must be an int >= -1"),
+    ({"pool_timeout": "abc"}, "pool_timeout must be a number >= 0"),
+    ({"pool_timeout": float("nan")}, "pool_timeout must be a number >= 0"),
+    ({"pool_recycle": "x"}, "pool_recycle must be a number >= -1"),
+    ({"connect_args": 5}, "connect_args must be a mapping"),
+    ({"connect_args": {"bogus": 1}}, "connect_args the .* driver does not take: bogus"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), POOL_AND_DRIVER_OPTIONS, ids=repr)
+async def test_unusable_pool_and_driver_options_are_refused_by_name(
+    sql_url: str, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        await open_store(sql_url, **options)
+
+
+async def test_a_value_the_sqlite_driver_refuses_is_an_invalid_input(sqlite_url: str) -> None:
+    with pytest.raises(InvalidInputError, match="unusable connect_args for SQLite"):
+        await open_store(sqlite_url, connect_args={"timeout": "x"})
+
+
+async def test_usable_pool_and_driver_options_still_open(sql_url: str) -> None:
+    driver_option = (
+        {"timeout": 3} if sql_url.startswith("sqlite") else {"prepared_statement_cache_size": 10}
+    )
+    async with open_store(
+        sql_url, pool_timeout=5, pool_recycle=3600, connect_args=driver_option
+    ) as store:
+        assert (await store.store_event("s", "a", "e", 1)).seq == 1
+
+
+async def test_a_blank_database_url_variable_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # EVENTSTORE_DATABASE_URL=$DB_URL with DB_URL unset: a replica must not quietly run
+    # on a private SQLite file of its own.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    for blank in ("", "  "):
+        monkeypatch.setenv("EVENTSTORE_DATABASE_URL", blank)
+        with pytest.raises(InvalidInputError, match="EVENTSTORE_DATABASE_URL is set but empty"):
+            await open_store()
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_an_unknown_postgresql_option_is_refused(postgres_url: str) -> None:
     with pytest.raises(InvalidInputError, match="pool_sise"):
         await open_store(postgres_url, pool_sise=3)

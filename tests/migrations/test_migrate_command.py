@@ -133,6 +133,24 @@ def test_alembic_from_the_repository_root_prints_scripts(dialect: str) -> None:
     assert ("CREATE TRIGGER eventstore_assign_seq" in script) == (dialect == "postgresql")
 
 
+def test_alembic_refuses_an_empty_url_instead_of_upgrading_the_embedded_file(
+    tmp_path: Path,
+) -> None:
+    # MIGRATION.md's `alembic -x url="$LEGACY_DATABASE_URL" upgrade head` with the
+    # variable unset, and EVENTSTORE_DATABASE_URL set but empty.
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path)}
+    env.pop("EVENTSTORE_DATABASE_URL", None)
+    for args, extra, said in (
+        (["-x", "url="], {}, "the url is empty"),
+        ([], {"EVENTSTORE_DATABASE_URL": ""}, "EVENTSTORE_DATABASE_URL is set but empty"),
+    ):
+        result = _alembic_cli(*args, "upgrade", "head", env={**env, **extra})
+        assert result.returncode != 0, result.stderr
+        assert said in result.stderr
+        assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_alembic_upgrade_head_recognises_a_legacy_database(sql_url: str) -> None:
     """No hand-stamping: the history's env.py stamps an unversioned legacy table 0001."""
     asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
