@@ -43,6 +43,8 @@ from eventstore.config import default_url
 from eventstore.errors import EventStoreError, SchemaError, StoreUnavailableError
 from eventstore.events import DEFAULT_STREAM_ID
 from eventstore.memory import InMemoryEventStore
+from eventstore.migrate import SchemaState
+from eventstore.migrate import status as schema_status
 from eventstore.open import open_store
 from eventstore.store import EventStore
 from eventstore.transfer import (
@@ -304,6 +306,8 @@ async def _target(target: str, dry_run: bool) -> AsyncIterator[EventStore]:
     try:
         store = await open_store(target, create_schema=False)
     except SchemaError:
+        if (await schema_status(target)).state is not SchemaState.EMPTY:
+            raise  # legacy, behind, ahead, foreign tables: the import refuses them too
         click.echo("target: no event store tables yet (the import creates them)")
         yield InMemoryEventStore()
         return
