@@ -369,6 +369,12 @@ def _summarise(report: ImportReport, rejects: Path, sample: _RejectSample) -> No
             )
         if cap.streams > len(cap.examples):
             click.echo(f"  ... and {cap.streams - len(cap.examples):,} more stream(s)")
+    if report.trimmed:
+        click.echo(
+            f"cap: {'would trim' if report.dry_run else 'trimmed'} {report.trimmed:,} events "
+            f"the target held already (the oldest of {report.trimmed_streams:,} stream(s)) "
+            "to make room for the new ones"
+        )
     if report.present:
         click.echo(
             f"already present: {report.present:,} events (the target holds them, identical; "
