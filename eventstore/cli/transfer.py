@@ -43,6 +43,8 @@ from eventstore.config import default_url
 from eventstore.errors import EventStoreError, SchemaError, StoreUnavailableError
 from eventstore.events import DEFAULT_STREAM_ID
 from eventstore.memory import InMemoryEventStore
+from eventstore.migrate import SchemaState
+from eventstore.migrate import status as schema_status
 from eventstore.open import open_store
 from eventstore.store import EventStore
 from eventstore.transfer import (
@@ -332,6 +334,8 @@ async def _target(target: str, dry_run: bool) -> AsyncIterator[EventStore]:
     try:
         store = await open_store(target, create_schema=False)
     except SchemaError:
+        if (await schema_status(target)).state is not SchemaState.EMPTY:
+            raise  # legacy, behind, ahead, foreign tables: the import refuses them too
         click.echo("target: no event store tables yet (the import creates them)")
         yield InMemoryEventStore()
         return
@@ -393,6 +397,12 @@ def _summarise(report: ImportReport, rejects: Path, sample: _RejectSample) -> No
             )
         if cap.streams > len(cap.examples):
             click.echo(f"  ... and {cap.streams - len(cap.examples):,} more stream(s)")
+    if report.trimmed:
+        click.echo(
+            f"cap: {'would trim' if report.dry_run else 'trimmed'} {report.trimmed:,} events "
+            f"the target held already (the oldest of {report.trimmed_streams:,} stream(s)) "
+            "to make room for the new ones"
+        )
     if report.present:
         click.echo(
             f"already present: {report.present:,} events (the target holds them, identical; "

@@ -33,7 +33,7 @@ from eventstore.errors import (
 from eventstore.events import DEFAULT_STREAM_ID, StoredEvent
 from eventstore.requests import StoreEvent
 from eventstore.store import EventStore
-from eventstore.transfer.lookup import TargetLookup
+from eventstore.transfer.lookup import Heads, TargetLookup
 from eventstore.transfer.progress import NoProgress, ProgressSink
 from eventstore.transfer.records import Reject, SourceEvent
 from eventstore.transfer.sources import Source
@@ -80,6 +80,10 @@ class ImportReport:
     new: int = 0
     present: int = 0
     conflicts: int = 0
+    #: Events the target held already that its cap trimmed to make room for the new
+    #: ones (for a dry run: would trim), and in how many streams.
+    trimmed: int = 0
+    trimmed_streams: int = 0
     #: Whether each event was checked against the target (False: a store this import
     #: cannot look into before writing; ``new`` then counts every event written).
     checked: bool = True
@@ -170,7 +174,7 @@ async def import_events(
             report.cap = await in_thread(staging.apply_cap, cap)
         report.events, _, _ = await in_thread(staging.counts)
         progress.start("checking against the target" if dry_run else "importing", report.events)
-        await _write(staging, store, batch_size, report, progress, retrier)
+        await _write(staging, store, batch_size, report, progress, retrier, cap)
         await _late_rejects(staging, source, reject, original=not dry_run)
         return report
     finally:
@@ -178,19 +182,57 @@ async def import_events(
 
 
 class _Where:
-    """Counts the sessions and streams of events that come in (session, stream) order."""
+    """Counts the sessions and streams of new events that come in (session, stream)
+    order, and how many events the target held already its cap trims for them.
 
-    def __init__(self, report: ImportReport) -> None:
+    ``heads`` holds what each stream held before this import wrote to it (filled in
+    before its first new event is written; see :meth:`fetch`); ``cap`` is the store-wide
+    cap, which applies to streams without one of their own.
+    """
+
+    def __init__(self, report: ImportReport, lookup: TargetLookup, cap: int | None) -> None:
         self.report = report
+        self.lookup = lookup
+        self.cap = cap
+        self.heads: Heads = {}
         self.last: tuple[str, str] | None = None
+        self.added = 0
+        self._fetched: tuple[str, str] | None = None
+
+    async def fetch(self, new: list[StagedEvent]) -> None:
+        """Read the heads of the streams ``new`` starts writing to (in order, so each
+        stream's is read once, before anything is written to it)."""
+        keys: list[tuple[str, str]] = []
+        for event in new:
+            key = (event.session_id, event.stream_id)
+            if key != self._fetched:
+                keys.append(key)
+                self._fetched = key
+        if keys:
+            self.heads.update(await self.lookup.heads(keys))
 
     def add(self, event: StagedEvent) -> None:
         key = (event.session_id, event.stream_id)
         if key != self.last:
+            self.finish()
             if self.last is None or key[0] != self.last[0]:
                 self.report.sessions += 1
             self.report.streams += 1
             self.last = key
+        self.added += 1
+
+    def finish(self) -> None:
+        """Account for the stream new events went to last: what its cap trims."""
+        if self.last is None:
+            return
+        held, own_cap = self.heads.pop(self.last, (0, None))
+        limit = own_cap if own_cap is not None else self.cap
+        if limit is not None and held:
+            trimmed = min(held, max(0, held + self.added - limit))
+            if trimmed:
+                self.report.trimmed += trimmed
+                self.report.trimmed_streams += 1
+        self.added = 0
 
 
 async def _write(
@@ -200,6 +242,7 @@ async def _write(
     report: ImportReport,
     progress: ProgressSink,
     retrier: OutageRetrier,
+    cap: int | None,
 ) -> None:
     """Check each staged event against the target (lookups retried through an outage);
     feed the new ones to a worker in order (for a dry run, only count them); account for
@@ -208,7 +251,7 @@ async def _write(
     pending: deque[tuple[StagedEvent, asyncio.Future[StoredEvent]]] = deque()
     lookup = TargetLookup(store)
     report.checked = lookup.checks
-    where = _Where(report)
+    where = _Where(report, lookup, cap)
 
     def settle_done() -> None:
         settled = 0
@@ -237,6 +280,7 @@ async def _write(
                     f"in the target with different {what}",
                 )
         progress.advance(len(staged) - len(new))
+        await retrier.call(where.fetch, new)
         return new
 
     if report.dry_run:
@@ -246,6 +290,7 @@ async def _write(
                 report.new += 1
                 where.add(event)
             progress.advance(len(new))
+        where.finish()
         return
     # A queue of two batches keeps the worker busy while the next batch is fetched, and
     # bounds memory: submit() waits for room.
@@ -259,6 +304,7 @@ async def _write(
             settle_done()
         await worker.flush()
         settle_done()
+    where.finish()
 
 
 def _account(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from eventstore.codec import encode_data
 from eventstore.errors import StoreUnavailableError
 from eventstore.sql import postgresql, sqlite
-from eventstore.sql.schema import event_ids_in_sessions, events
+from eventstore.sql.schema import event_ids_in_sessions, event_streams, events
 from eventstore.sql.store import SqlEventStore
 from eventstore.store import EventStore
 from eventstore.transfer.staging import StagedEvent
@@ -25,9 +25,12 @@ LOOKUP_CHUNK = 1000
 
 _DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
 _ev = events.c
+_hd = event_streams.c
 
 #: ``(session_id, event_id) -> (stream_id, data as stored)``
 Held = dict[tuple[str, str], tuple[str, str]]
+#: ``(session_id, stream_id) -> (events the stream holds, its own cap or None)``
+Heads = dict[tuple[str, str], tuple[int, int | None]]
 
 
 class TargetLookup:
@@ -83,4 +86,45 @@ class TargetLookup:
             hit = self._stream_events.get((event.session_id, event.event_id))
             if hit is not None:
                 found[(event.session_id, event.event_id)] = hit
+        return found
+
+    async def heads(self, keys: list[tuple[str, str]]) -> Heads:
+        """How many events each existing stream of ``keys`` holds, and its own cap, read
+        from the stream heads (one indexed read per :data:`LOOKUP_CHUNK` streams, never
+        the events)."""
+        if isinstance(self.store, SqlEventStore):
+            return await self._heads_sql(self.store, keys)
+        found: Heads = {}
+        for key in keys:
+            info = await self.store.get_stream_info(*key)
+            if info is not None:
+                found[key] = (info.last_seq - info.first_seq + 1, info.max_events)
+        return found
+
+    async def _heads_sql(self, store: SqlEventStore, keys: list[tuple[str, str]]) -> Heads:
+        found: Heads = {}
+        try:
+            async with store.engine.connect() as conn:
+                await conn.execution_options(**_DIALECTS[conn.dialect.name].READ_OPTIONS)
+                for start in range(0, len(keys), LOOKUP_CHUNK):
+                    by_session: dict[str, list[str]] = {}
+                    for session_id, stream_id in keys[start : start + LOOKUP_CHUNK]:
+                        by_session.setdefault(session_id, []).append(stream_id)
+                    query = select(
+                        _hd.session_id, _hd.stream_id, _hd.first_seq, _hd.last_seq, _hd.max_events
+                    ).where(
+                        or_(
+                            *(
+                                and_(_hd.session_id == session, _hd.stream_id.in_(streams))
+                                for session, streams in by_session.items()
+                            )
+                        )
+                    )
+                    for row in await conn.execute(query):
+                        held = max(0, row.last_seq - row.first_seq + 1)
+                        found[(row.session_id, row.stream_id)] = (held, row.max_events)
+        except DBAPIError as exc:
+            raise StoreUnavailableError(f"cannot read the target: {exc.orig}") from exc
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot read the target: {exc}") from exc
         return found

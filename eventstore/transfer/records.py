@@ -118,7 +118,15 @@ def parse_row(
     values: dict[str, Any],
     max_event_bytes: int,
 ) -> SourceEvent | Reject:
-    """Validate one row of an ``events`` table: legacy (no ``stream_id``) or current."""
+    """Validate one row of an ``events`` table: legacy (no ``stream_id``) or current.
+
+    Text columns may come as bytes (an SQLite source reads them so, a PostgreSQL
+    ``bytea`` column is so): they must be UTF-8, or the row is rejected.
+    """
+    try:
+        values = _decoded(values)
+    except _Invalid as exc:
+        return Reject(position, str(exc), dumps_line(readable(values)))
     try:
         if values.get("data") is None:
             raise _Invalid("missing field 'data'")
@@ -137,6 +145,30 @@ def parse_row(
         )
     except (_Invalid, EventStoreError) as exc:
         return Reject(position, str(exc), dumps_line(values))
+
+
+def _decoded(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every bytes value decoded as UTF-8; raises :class:`_Invalid`
+    naming the first column that is not UTF-8."""
+    decoded = dict(values)
+    for name, value in values.items():
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            try:
+                decoded[name] = bytes(value).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _Invalid(f"{name} is not UTF-8 text: {exc}") from None
+    return decoded
+
+
+def readable(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with bytes decoded leniently (U+FFFD for bad bytes), as a reject's
+    ``source`` shows them."""
+    return {
+        name: bytes(value).decode("utf-8", "replace")
+        if isinstance(value, (bytes, bytearray, memoryview))
+        else value
+        for name, value in values.items()
+    }
 
 
 def _id(record: dict[str, Any], field: str) -> str:

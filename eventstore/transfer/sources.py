@@ -26,15 +26,23 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import column, inspect, select, table
+from sqlalchemy import LargeBinary, Text, column, func, inspect, select, table
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.sql.expression import ColumnElement, TableClause
 
 from eventstore.errors import InvalidInputError, StoreUnavailableError
 from eventstore.sql.engine import async_engine, normalize_url
-from eventstore.transfer.records import Reject, SourceEvent, dumps_line, parse_line, parse_row
+from eventstore.transfer.records import (
+    Reject,
+    SourceEvent,
+    dumps_line,
+    parse_line,
+    parse_row,
+    readable,
+)
 from eventstore.transfer.streaming import read_errors, what_failed
 from eventstore.transfer.threads import in_thread
 
@@ -45,6 +53,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _LEGACY_COLUMNS = ("id", "session_id", "event_id", "data", "timestamp")
 _STREAM_COLUMNS = ("stream_id", "seq")
+#: Columns read as bytes from SQLite (see :func:`_selected`).
+_TEXT_COLUMNS = ("session_id", "event_id", "data", "stream_id")
 
 Chunk = list[SourceEvent | Reject]
 #: ``(position, the input there as it was)`` pairs.
@@ -261,7 +271,7 @@ class EventsTable(Source):
                         f"{', '.join(missing)}; it is not an event store table"
                     )
                 wanted = _LEGACY_COLUMNS + tuple(c for c in _STREAM_COLUMNS if c in names)
-                events = table("events", *(column(name) for name in wanted))
+                events = table("events", *(column(name, names[name]) for name in wanted))
                 async for rows in _rows_by_id(conn, events):
                     yield await in_thread(
                         _parse_rows, [row._asdict() for row in rows], max_event_bytes
@@ -287,12 +297,13 @@ async def _table_originals(
         async with engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execution_options(postgresql_readonly=True)
-            names = await conn.run_sync(_event_columns) or set()
+            names = await conn.run_sync(_event_columns) or {}
             wanted = _LEGACY_COLUMNS + tuple(c for c in _STREAM_COLUMNS if c in names)
-            events = table("events", *(column(name) for name in wanted))
+            events = table("events", *(column(name, names[name]) for name in wanted))
             while ids := list(islice(positions, 1000)):
-                rows = await conn.execute(select(events).where(events.c.id.in_(ids)))
-                found = {int(row.id): dumps_line(row._asdict()) for row in rows}
+                query = select(*_selected(conn, events)).where(events.c.id.in_(ids))
+                rows = await conn.execute(query)
+                found = {int(row.id): dumps_line(readable(row._asdict())) for row in rows}
                 yield [(i, found[i]) for i in ids if i in found]
     except DBAPIError as exc:
         raise StoreUnavailableError(f"cannot read {table_source.description}: {exc.orig}") from exc
@@ -309,7 +320,7 @@ async def _rows_by_id(conn: AsyncConnection, events: TableClause) -> AsyncIterat
     commit of the servers still writing to it until the read ends (5 s into a large
     import, their busy timeout gave up). Between chunks they get in.
     """
-    query = select(events).order_by(events.c.id)
+    query = select(*_selected(conn, events)).order_by(events.c.id)
     if conn.dialect.name != "sqlite":
         result = await conn.stream(query.execution_options(yield_per=CHUNK))
         async for rows in result.partitions():
@@ -326,11 +337,35 @@ async def _rows_by_id(conn: AsyncConnection, events: TableClause) -> AsyncIterat
         yield rows
 
 
-def _event_columns(sync_conn: Any) -> set[str] | None:
+def _selected(conn: AsyncConnection, events: TableClause) -> list[ColumnElement[Any]]:
+    """The columns to read, the text ones as bytes: the driver (or PostgreSQL's
+    conversion to the client's UTF-8) would fail the whole read on a value that is not
+    UTF-8, while :func:`~eventstore.transfer.records.parse_row` decodes each and rejects
+    that row alone.
+
+    SQLite: ``CAST(... AS BLOB)``. PostgreSQL: ``convert_to(CAST(... AS text),
+    'SQL_ASCII')``, the stored bytes unconverted (a ``SQL_ASCII`` database holds any;
+    ``json``/``jsonb`` go through their text form; ``bytea`` is read as it is).
+    """
+    return [
+        _as_bytes(conn.dialect.name, col) if col.name in _TEXT_COLUMNS else col for col in events.c
+    ]
+
+
+def _as_bytes(dialect: str, col: ColumnElement[Any]) -> ColumnElement[Any]:
+    if isinstance(col.type, LargeBinary):  # bytes already (a PostgreSQL bytea)
+        return col
+    if dialect == "sqlite":
+        return sql_cast(col, LargeBinary).label(col.name)
+    return func.convert_to(sql_cast(col, Text), "SQL_ASCII", type_=LargeBinary).label(col.name)
+
+
+def _event_columns(sync_conn: Any) -> dict[str, Any] | None:
+    """The ``events`` table's columns and their types; ``None`` without such a table."""
     inspector = inspect(sync_conn)
     if not inspector.has_table("events"):
         return None
-    return {col["name"] for col in inspector.get_columns("events")}
+    return {col["name"]: col["type"] for col in inspector.get_columns("events")}
 
 
 def _parse_rows(rows: list[dict[str, Any]], max_event_bytes: int) -> Chunk:

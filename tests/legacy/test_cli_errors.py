@@ -521,3 +521,40 @@ def test_an_empty_import_source_is_refused(tmp_path: Path, sqlite_url: str) -> N
     assert "Invalid value for 'SOURCE'" in error and "is empty" in error, error
     assert "unset" in error, error
     assert not Path(sqlite_url.split("///", 1)[1]).exists()
+
+
+def _target_holding(kind: str, url: str) -> None:
+    """A target the import refuses: a legacy table, a foreign ``events`` table, or a
+    store at the older revision 0003."""
+    if kind == "legacy":
+        create_legacy_table(
+            url, [{"session_id": "x", "event_id": "y", "data": "1", "timestamp": 1}]
+        )
+    elif kind == "foreign":
+        asyncio.run(execute(url, "CREATE TABLE events (x INTEGER)"))
+    else:
+
+        async def create() -> None:
+            async with open_store(url):
+                pass
+
+        asyncio.run(create())
+        assert run_cli("migrate", "--url", url, "--downgrade", "0003").exit_code == 0
+
+
+@pytest.mark.parametrize("kind", ["legacy", "foreign", "revision 0003"])
+def test_a_dry_run_refuses_the_targets_the_import_refuses(
+    tmp_path: Path, sql_url: str, kind: str
+) -> None:
+    _target_holding(kind, sql_url)
+    dump = write_lines(tmp_path / "dump.jsonl", LINES)
+    before = asyncio.run(_tables(sql_url))
+
+    dry = run_cli("import", str(dump), "--url", sql_url, "--dry-run")
+
+    assert dry.exit_code == 1, dry.output
+    assert "would import" not in dry.output
+    assert asyncio.run(_tables(sql_url)) == before
+    real = run_cli("import", str(dump), "--url", sql_url)
+    assert real.exit_code == 1, real.output
+    assert _error(dry.output) == _error(real.output)

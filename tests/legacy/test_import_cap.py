@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -84,3 +85,74 @@ def test_the_exit_codes_say_what_a_cap_does(tmp_path: Path, sqlite_url: str) -> 
     assert re.search(
         r"^\s+0\s+done, nothing rejected \(older events over the target's cap", help_text, re.M
     ), help_text
+
+
+def _fill(url: str, session_id: str, stream_id: str, event_ids: list[str]) -> None:
+    async def fill() -> None:
+        async with open_store(url) as store:
+            for event_id in event_ids:
+                await store.store_event(session_id, stream_id, event_id, event_id)
+
+    asyncio.run(fill())
+
+
+def test_events_the_target_held_that_the_cap_trims_are_reported(
+    tmp_path: Path, sql_url: str
+) -> None:
+    capped_store(sql_url, 3)
+    _fill(sql_url, "q", "s", ["old1", "old2"])
+    _fill(sql_url, "q", "other", ["keep1"])
+    dump = tmp_path / "d.jsonl"
+    records = [
+        {"session_id": "q", "stream_id": "s", "seq": i, "id": f"n{i}", "data": i, "timestamp": i}
+        for i in range(1, 6)
+    ]
+    records.append(
+        {"session_id": "q", "stream_id": "other", "seq": 1, "id": "o1", "data": 0, "timestamp": 1}
+    )
+    lines = [json.dumps(record) for record in records]
+    dump.write_text("".join(line + "\n" for line in lines))
+
+    dry = run_cli("import", str(dump), "--url", sql_url, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert (
+        "cap: would trim 2 events the target held already (the oldest of 1 stream(s))" in dry.output
+    )
+    assert [row[3] for row in stored(sql_url)] == ["keep1", "old1", "old2"]
+
+    result = run_cli("import", str(dump), "--url", sql_url)
+
+    assert result.exit_code == 0, result.output
+    assert "cap: trimmed 2 events the target held already (the oldest of 1 stream(s))" in (
+        result.output
+    )
+    assert "keeps the newest 3" in result.output
+    assert [(row[1], row[3]) for row in stored(sql_url)] == [
+        ("other", "keep1"),
+        ("other", "o1"),
+        ("s", "n3"),
+        ("s", "n4"),
+        ("s", "n5"),
+    ]
+    again = run_cli("import", str(dump), "--url", sql_url)
+    assert again.exit_code == 0, again.output
+    assert "trim" not in again.output
+
+
+def test_a_streams_own_cap_counts_for_what_it_trims(tmp_path: Path, sqlite_url: str) -> None:
+    _fill(sqlite_url, "q", "_default", ["old1", "old2", "old3"])
+
+    async def own_cap() -> None:
+        async with open_store(sqlite_url) as store:
+            await store.set_max_events_per_stream(4, session_id="q", stream_id="_default")
+
+    asyncio.run(own_cap())
+    dump = DumpLines(tmp_path / "d.jsonl")
+    for i in range(2):
+        dump.add("q", f"n{i}", i, 100 + i)
+
+    result = run_cli("import", str(dump.write()), "--url", sqlite_url)
+
+    assert result.exit_code == 0, result.output
+    assert "cap: trimmed 1 events the target held already" in result.output
+    assert [row[3] for row in stored(sqlite_url)] == ["old2", "old3", "n0", "n1"]

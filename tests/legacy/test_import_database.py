@@ -10,8 +10,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from eventstore import open_store
@@ -21,6 +23,7 @@ from tests.legacy.helpers import (
     cli_command,
     cli_env,
     create_legacy_table,
+    legacy_metadata,
     read_legacy_table,
     run_cli,
     stored,
@@ -210,3 +213,152 @@ def test_importing_a_legacy_sqlite_file_lets_its_writers_in(tmp_path: Path) -> N
         output = importing.communicate(timeout=120)[0]
     assert importing.returncode == 0, output
     assert written > 20 and locked == 0, f"{locked} writes gave up on the lock ({written} made)"
+
+
+def _legacy_sqlite_with_bad_utf8(path: Path, *, as_text: bool) -> str:
+    """A legacy SQLite table whose row 2 holds data that is not UTF-8, as a BLOB or as
+    TEXT (SQLite stores TEXT bytes unchecked)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, session_id TEXT, event_id TEXT,"
+            " data TEXT, timestamp BIGINT)"
+        )
+        bad = sqlite3.Binary(b'"\xff\xfe"')
+        insert = "INSERT INTO events (session_id, event_id, data, timestamp) VALUES (?, ?, {}, ?)"
+        conn.execute(insert.format("?"), ("s", "e0", "1", 10))
+        conn.execute(insert.format("CAST(? AS TEXT)" if as_text else "?"), ("s", "e1", bad, 20))
+        conn.execute(insert.format("?"), ("s", "e2", "2", 30))
+    conn.close()
+    return f"sqlite:///{path}"
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["blob", "text"])
+def test_a_row_whose_data_is_not_utf8_is_rejected_and_the_rest_imports(
+    tmp_path: Path, sqlite_url: str, as_text: bool
+) -> None:
+    source = _legacy_sqlite_with_bad_utf8(tmp_path / "legacy.db", as_text=as_text)
+    rejects = tmp_path / "rejects.jsonl"
+
+    result = run_cli("import", source, "--url", sqlite_url, "--rejects", str(rejects))
+
+    assert result.exit_code == 3, result.output
+    assert [(r[3], r[4]) for r in stored(sqlite_url)] == [("e0", 1), ("e2", 2)]
+    (record,) = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert record["line"] == 2
+    assert record["reason"].startswith("data is not UTF-8 text"), record
+    assert json.loads(record["source"])["event_id"] == "e1"
+    assert "once the database is back" not in result.output
+
+
+async def _legacy_postgres_bytea(url: str) -> None:
+    engine = create_async_engine(normalize_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                "CREATE TABLE events (id BIGSERIAL PRIMARY KEY, session_id TEXT, event_id TEXT,"
+                " data BYTEA, timestamp BIGINT)"
+            )
+            await conn.exec_driver_sql(
+                "INSERT INTO events (session_id, event_id, data, timestamp) VALUES"
+                " ('s', 'e0', '1'::bytea, 10), ('s', 'e1', '\\x22fffe22'::bytea, 20),"
+                " ('s', 'e2', '2'::bytea, 30)"
+            )
+    finally:
+        await engine.dispose()
+
+
+def test_a_postgres_bytea_row_that_is_not_utf8_is_rejected(
+    postgres_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    asyncio.run(_legacy_postgres_bytea(postgres_url))
+    rejects = tmp_path / "rejects.jsonl"
+
+    result = run_cli("import", postgres_url, "--url", sqlite_url, "--rejects", str(rejects))
+
+    assert result.exit_code == 3, result.output
+    assert [(r[3], r[4]) for r in stored(sqlite_url)] == [("e0", 1), ("e2", 2)]
+    (record,) = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert (record["line"], record["reason"].split(":")[0]) == (2, "data is not UTF-8 text")
+
+
+async def _legacy_postgres_sql_ascii(server_url: str) -> str:
+    """A legacy table in a ``SQL_ASCII`` database, which stores text bytes unchecked:
+    row 2's data is not UTF-8."""
+    url = make_url(server_url).set(drivername="postgresql")
+    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        await conn.execute(
+            "CREATE DATABASE legacy_sql_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
+            " TEMPLATE template0"
+        )
+    finally:
+        await conn.close()
+    url = url.set(database="legacy_sql_ascii")
+    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        await conn.execute(
+            "CREATE TABLE events (id BIGSERIAL PRIMARY KEY, session_id TEXT, event_id TEXT,"
+            " data TEXT, timestamp BIGINT)"
+        )
+        await conn.execute(
+            "INSERT INTO events (session_id, event_id, data, timestamp) VALUES"
+            " ('s', 'e0', '1', 10),"
+            " ('s', 'e1', convert_from('\\x22fffe22'::bytea, 'SQL_ASCII'), 20),"
+            " ('s', 'e2', '2', 30)"
+        )
+    finally:
+        await conn.close()
+    return url.render_as_string(hide_password=False)
+
+
+def test_a_postgres_sql_ascii_row_that_is_not_utf8_is_rejected(
+    postgres_server: PostgresServer, sqlite_url: str, tmp_path: Path
+) -> None:
+    source = asyncio.run(_legacy_postgres_sql_ascii(postgres_server.url))
+    rejects = tmp_path / "rejects.jsonl"
+    try:
+        result = run_cli("import", source, "--url", sqlite_url, "--rejects", str(rejects))
+    finally:
+        asyncio.run(_drop_sql_ascii_database(postgres_server.url))
+
+    assert result.exit_code == 3, result.output
+    assert [(r[3], r[4]) for r in stored(sqlite_url)] == [("e0", 1), ("e2", 2)]
+    (record,) = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert (record["line"], record["reason"].split(":")[0]) == (2, "data is not UTF-8 text")
+
+
+async def _drop_sql_ascii_database(server_url: str) -> None:
+    url = make_url(server_url).set(drivername="postgresql")
+    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        await conn.execute("DROP DATABASE legacy_sql_ascii")
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("data_type", ["json", "jsonb"])
+def test_a_postgres_json_data_column_imports(
+    postgres_url: str, sqlite_url: str, data_type: str
+) -> None:
+    # The text columns are read as their bytes (convert_to): json and jsonb go through
+    # their text form.
+    async def create() -> None:
+        engine = create_async_engine(normalize_url(postgres_url))
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(legacy_metadata.create_all)
+                await conn.exec_driver_sql(
+                    f"ALTER TABLE events ALTER COLUMN data TYPE {data_type} USING data::{data_type}"
+                )
+                await conn.exec_driver_sql(
+                    "INSERT INTO events (session_id, event_id, data, timestamp)"
+                    " VALUES ('s', 'e1', '{\"ü\": [1]}', 1)"
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(create())
+    result = run_cli("import", postgres_url, "--url", sqlite_url)
+
+    assert result.exit_code == 0, result.output
+    assert [(r[3], r[4]) for r in stored(sqlite_url)] == [("e1", {"ü": [1]})]
