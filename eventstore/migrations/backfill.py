@@ -318,6 +318,70 @@ def check_required() -> None:
         )
 
 
+# A timestamp the store can hold: a number whose whole part fits a BIGINT. PostgreSQL
+# (double precision, real, numeric): NaN sorts above every number, so it fails the
+# comparison as Infinity and 1e30 do. SQLite: an integer, or a real in range; text or
+# a BLOB ('notanumber') would become 0, and Inf or 1e30 9223372036854775807.
+_PG_BAD_TIMESTAMP = (
+    "timestamp IS NOT NULL AND NOT (trunc(timestamp) >= -9223372036854775808 "
+    "AND trunc(timestamp) < 9223372036854775808)"
+)
+_SQLITE_BAD_TIMESTAMP = (
+    "timestamp IS NOT NULL AND (typeof(timestamp) NOT IN ('integer', 'real') "
+    "OR (typeof(timestamp) = 'real' AND NOT (timestamp >= -9223372036854775808.0 "
+    "AND timestamp < 9223372036854775808.0)))"
+)
+# Statements from the constants above only (no input reaches them).
+_BAD_TIMESTAMP_IDS = "SELECT id FROM events WHERE BAD ORDER BY id"
+_PG_REFUSE_TIMESTAMPS = _pg_refusal(
+    _PG_BAD_TIMESTAMP,
+    "legacy rows have a timestamp that is not a number of epoch milliseconds a BIGINT "
+    "holds (NaN, Infinity, beyond 2^63): events.id %; nothing was changed: fix or "
+    "delete them, then run the upgrade again",
+)
+_SQLITE_REFUSE_TIMESTAMPS = """-- stops with 'malformed JSON' if a legacy row's timestamp is not
+-- a number a BIGINT holds; list those rows with this SELECT, selecting id instead
+SELECT json('bad timestamp: events.id ' || id) FROM events WHERE BAD""".replace(
+    "BAD", _SQLITE_BAD_TIMESTAMP
+)
+_TIMESTAMP_REFUSAL = (
+    "{count} legacy row(s) have a timestamp that is not a number of epoch milliseconds "
+    "the store can hold (a whole part from -2^63 to 2^63-1; not NaN, Infinity or "
+    "text): events.id {ids}. No row or table was changed (at most, the database was "
+    "stamped 0001, the legacy baseline). Fix or delete those rows and run the upgrade "
+    "again"
+)
+
+
+def check_timestamps() -> None:
+    """Every legacy ``timestamp`` must convert to a ``BIGINT`` unchanged but for its
+    fraction, or the upgrade stops before changing anything, naming the rows.
+
+    Runs in r0002 after :func:`check_required`; ``invalid_data`` does not change it.
+    Online on PostgreSQL a ``bigint`` or ``integer`` column is not scanned (it holds
+    nothing else); SQLite's columns hold any type, so it always is.
+    """
+    postgresql = steps.is_postgresql()
+    if steps.is_offline():
+        op.execute(_PG_REFUSE_TIMESTAMPS if postgresql else _SQLITE_REFUSE_TIMESTAMPS)
+        return
+    bind = op.get_bind()
+    if postgresql and _pg_timestamp_is_integer(bind):
+        return
+    condition = _PG_BAD_TIMESTAMP if postgresql else _SQLITE_BAD_TIMESTAMP
+    ids = [row[0] for row in bind.exec_driver_sql(_BAD_TIMESTAMP_IDS.replace("BAD", condition))]
+    if ids:
+        raise SchemaError(_TIMESTAMP_REFUSAL.format(count=len(ids), ids=_shown(ids)))
+
+
+def _pg_timestamp_is_integer(bind: Connection) -> bool:
+    """PostgreSQL: whether ``events.timestamp`` is of an integer type."""
+    for column in inspect(bind).get_columns("events"):
+        if column["name"] == "timestamp":
+            return str(column["type"]).upper() in ("BIGINT", "INTEGER", "SMALLINT")
+    return True
+
+
 def _shown(ids: list[int]) -> str:
     """Ids for a message: the first :data:`SHOWN_IDS`, then ``...``."""
     return ", ".join(str(i) for i in ids[:SHOWN_IDS]) + (" ..." if len(ids) > SHOWN_IDS else "")
