@@ -27,12 +27,14 @@ GOOD = [
 #: (event id, data as inserted, or SQL giving it; the data after --invalid-data string).
 SQLITE_BAD = [
     ("inf", "'1e400'", '"1e400"'),
+    ("mantissa", f"'[{'1' * 250}e99]'", json.dumps(f"[{'1' * 250}e99]")),
     ("blob", "x'7b2278223a317d'", '{"x":1}'),
     ("utf8", "cast(x'22ff22' as text)", "\"X'22FF22'\""),
     ("digits", f"'[{DIGITS}]'", json.dumps(f"[{DIGITS}]")),
 ]
 POSTGRES_BAD = [
     ("inf", "'1e400'", '"1e400"'),
+    ("mantissa", f"'[{'1' * 250}e99]'", json.dumps(f"[{'1' * 250}e99]")),
     ("nested", """'{"x":-1E+400}'""", '"{\\"x\\":-1E+400}"'),
     ("digits", f"'[{DIGITS}]'", json.dumps(f"[{DIGITS}]")),
 ]
