@@ -25,10 +25,12 @@ keeps it. One statement does it all, online and in a ``--sql`` script alike.
 from __future__ import annotations
 
 import logging
+import re
+import sys
 import time
 
 from alembic import op
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from eventstore.errors import SchemaError
@@ -316,27 +318,193 @@ def check_required() -> None:
         )
 
 
+# A timestamp the store can hold: a number whose whole part fits a BIGINT. PostgreSQL
+# (double precision, real, numeric): NaN sorts above every number, so it fails the
+# comparison as Infinity and 1e30 do. SQLite: an integer, or a real in range; text or
+# a BLOB ('notanumber') would become 0, and Inf or 1e30 9223372036854775807.
+_PG_BAD_TIMESTAMP = (
+    "timestamp IS NOT NULL AND NOT (trunc(timestamp) >= -9223372036854775808 "
+    "AND trunc(timestamp) < 9223372036854775808)"
+)
+_SQLITE_BAD_TIMESTAMP = (
+    "timestamp IS NOT NULL AND (typeof(timestamp) NOT IN ('integer', 'real') "
+    "OR (typeof(timestamp) = 'real' AND NOT (timestamp >= -9223372036854775808.0 "
+    "AND timestamp < 9223372036854775808.0)))"
+)
+# Statements from the constants above only (no input reaches them).
+_BAD_TIMESTAMP_IDS = "SELECT id FROM events WHERE BAD ORDER BY id"
+_PG_REFUSE_TIMESTAMPS = _pg_refusal(
+    _PG_BAD_TIMESTAMP,
+    "legacy rows have a timestamp that is not a number of epoch milliseconds a BIGINT "
+    "holds (NaN, Infinity, beyond 2^63): events.id %; nothing was changed: fix or "
+    "delete them, then run the upgrade again",
+)
+_SQLITE_REFUSE_TIMESTAMPS = """-- stops with 'malformed JSON' if a legacy row's timestamp is not
+-- a number a BIGINT holds; list those rows with this SELECT, selecting id instead
+SELECT json('bad timestamp: events.id ' || id) FROM events WHERE BAD""".replace(
+    "BAD", _SQLITE_BAD_TIMESTAMP
+)
+_TIMESTAMP_REFUSAL = (
+    "{count} legacy row(s) have a timestamp that is not a number of epoch milliseconds "
+    "the store can hold (a whole part from -2^63 to 2^63-1; not NaN, Infinity or "
+    "text): events.id {ids}. No row or table was changed (at most, the database was "
+    "stamped 0001, the legacy baseline). Fix or delete those rows and run the upgrade "
+    "again"
+)
+
+
+def check_timestamps() -> None:
+    """Every legacy ``timestamp`` must convert to a ``BIGINT`` unchanged but for its
+    fraction, or the upgrade stops before changing anything, naming the rows.
+
+    Runs in r0002 after :func:`check_required`; ``invalid_data`` does not change it.
+    Online on PostgreSQL a ``bigint`` or ``integer`` column is not scanned (it holds
+    nothing else); SQLite's columns hold any type, so it always is.
+    """
+    postgresql = steps.is_postgresql()
+    if steps.is_offline():
+        op.execute(_PG_REFUSE_TIMESTAMPS if postgresql else _SQLITE_REFUSE_TIMESTAMPS)
+        return
+    bind = op.get_bind()
+    if postgresql and _pg_timestamp_is_integer(bind):
+        return
+    condition = _PG_BAD_TIMESTAMP if postgresql else _SQLITE_BAD_TIMESTAMP
+    ids = [row[0] for row in bind.exec_driver_sql(_BAD_TIMESTAMP_IDS.replace("BAD", condition))]
+    if ids:
+        raise SchemaError(_TIMESTAMP_REFUSAL.format(count=len(ids), ids=_shown(ids)))
+
+
+def _pg_timestamp_is_integer(bind: Connection) -> bool:
+    """PostgreSQL: whether ``events.timestamp`` is of an integer type."""
+    for column in inspect(bind).get_columns("events"):
+        if column["name"] == "timestamp":
+            return str(column["type"]).upper() in ("BIGINT", "INTEGER", "SMALLINT")
+    return True
+
+
 def _shown(ids: list[int]) -> str:
     """Ids for a message: the first :data:`SHOWN_IDS`, then ``...``."""
     return ", ".join(str(i) for i in ids[:SHOWN_IDS]) + (" ..." if len(ids) > SHOWN_IDS else "")
 
 
+# What the store's reader (``eventstore.codec.decode_data``) refuses besides text that
+# is not JSON: a number it would read as a float beyond a float's range (1e400: Python
+# reads it as infinity), and an integer of more digits than Python converts (4,300 by
+# default). Both are valid JSON, so the JSON checks let them through.
+#: Smallest magnitude a JSON number with a fraction or an exponent cannot be read as a
+#: finite float: 2**1024 - 2**970, halfway between the largest float and 2**1024 (which
+#: rounds to the even one, infinity).
+FLOAT_LIMIT = 2**1024 - 2**970
+#: Most digits of an integer the reader converts (0: no limit), as this process has it.
+INT_DIGITS = sys.get_int_max_str_digits()
+
+# ``data::json`` is cast again inside: PL/pgSQL only reaches it when the cast passed.
 _PG_IS_JSON = """
+CREATE OR REPLACE FUNCTION pg_temp.eventstore_numbers_servable(doc json) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    item json;
+    literal text;
+BEGIN
+    CASE json_typeof(doc)
+    WHEN 'object' THEN
+        FOR item IN SELECT value FROM json_each(doc) LOOP
+            IF NOT pg_temp.eventstore_numbers_servable(item) THEN
+                RETURN false;
+            END IF;
+        END LOOP;
+    WHEN 'array' THEN
+        FOR item IN SELECT json_array_elements(doc) LOOP
+            IF NOT pg_temp.eventstore_numbers_servable(item) THEN
+                RETURN false;
+            END IF;
+        END LOOP;
+    WHEN 'number' THEN
+        literal := ltrim(btrim(doc::text, E' \\t\\n\\r'), '-');
+        IF literal ~ '[.eE]' THEN
+            BEGIN
+                RETURN literal::numeric < FLOAT_LIMIT;
+            EXCEPTION WHEN others THEN  -- beyond numeric's range: 0.0 or infinity
+                RETURN literal ~ '[eE]-';
+            END;
+        END IF;
+        RETURN INT_DIGITS = 0 OR length(literal) <= INT_DIGITS;
+    ELSE
+        NULL;
+    END CASE;
+    RETURN true;
+END
+$$
+"""
+_PG_IS_JSON_TEXT = """
 CREATE OR REPLACE FUNCTION pg_temp.eventstore_is_json(value text) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     PERFORM value::json;
-    RETURN true;
+    RETURN NOT SUSPECT OR pg_temp.eventstore_numbers_servable(value::json);
 EXCEPTION WHEN others THEN
     RETURN false;
 END
 $$
 """
+# Only text with a number of a positive exponent of three digits or more, or with a run
+# of 200 digits, can hold such a number (a float beyond 1.8e308 with an exponent under
+# 100 has 210 digits before its point); the walk over the values is for those rows
+# alone (about 20 us a row). The first pattern skips ids in hex ("9f1c2e400"); the
+# second, the costlier, runs on long rows only. VALUE is the text tested.
+_PG_SUSPECT = (
+    "(VALUE ~ '(^|[^0-9A-Za-z])[0-9.]+[eE]\\+?[0-9]{3}' "
+    "OR (octet_length(VALUE) >= 200 AND VALUE ~ '[0-9]{100}[0-9]{100}'))"
+)
+#: The two functions a PostgreSQL check creates (one statement each).
+_PG_IS_JSON_FUNCTIONS = tuple(
+    statement.replace("FLOAT_LIMIT", str(FLOAT_LIMIT))
+    .replace("INT_DIGITS", str(INT_DIGITS))
+    .replace("SUSPECT", _PG_SUSPECT.replace("VALUE", "value"))
+    for statement in (_PG_IS_JSON, _PG_IS_JSON_TEXT)
+)
+# One pass over every row: the cast fails on text that is not JSON; the numbers are
+# walked only in suspect rows.
+_PG_COUNT_BAD = (
+    "SELECT count(*) FROM events WHERE data::json IS NULL OR (SUSPECT "
+    "AND NOT pg_temp.eventstore_numbers_servable(data::json))"
+).replace("SUSPECT", _PG_SUSPECT.replace("VALUE", "data::text"))
 # ``data::text``: a legacy column may be json or jsonb (r0002 makes it text afterwards).
 _PG_NOT_JSON = "data IS NULL OR NOT pg_temp.eventstore_is_json(data::text)"
-# SQLite's JSON functions read text only up to a NUL byte: '{"a":2}<NUL>junk' passes
-# json_valid, then fails every read of its stream.
-_SQLITE_NOT_JSON = "data IS NULL OR NOT json_valid(data) OR instr(CAST(data AS BLOB), x'00') > 0"
+# Valid UTF-8, as the hex digits of its bytes: what Python's sqlite3 decodes (a lone
+# surrogate, an overlong form and anything past U+10FFFF are not).
+UTF8_HEX = (
+    "^([0-7][0-9A-F]|C[2-9A-F][89AB][0-9A-F]|D[0-9A-F][89AB][0-9A-F]"
+    "|E0[AB][0-9A-F][89AB][0-9A-F]|E[1-9A-CEF][89AB][0-9A-F][89AB][0-9A-F]"
+    "|ED[89][0-9A-F][89AB][0-9A-F]|F0[9AB][0-9A-F][89AB][0-9A-F][89AB][0-9A-F]"
+    "|F[1-3][89AB][0-9A-F][89AB][0-9A-F][89AB][0-9A-F]|F48[0-9A-F][89AB][0-9A-F][89AB][0-9A-F])*$"
+)
+# SQLite, in the order of the checks (CASE stops at the first that holds):
+# - the reader gets a BLOB (or a number) as bytes, not text;
+# - SQLite's JSON functions read text only up to a NUL byte: '{"a":2}<NUL>junk' passes
+#   json_valid, then fails every read of its stream;
+# - Python's sqlite3 cannot decode text that is not UTF-8 (json_valid does not look);
+#   only text with a byte beyond ASCII is matched against UTF8_HEX (the sqlite3 shell
+#   has REGEXP built in; eventstore migrate gives its connection one);
+# - then the numbers, in rows that may hold one the reader refuses.
+_SQLITE_NOT_JSON = """CASE
+    WHEN data IS NULL OR typeof(data) <> 'text' THEN 1
+    WHEN instr(CAST(data AS BLOB), x'00') > 0 THEN 1
+    WHEN data GLOB '*[^' || char(1) || '-' || char(127) || ']*'
+        AND NOT hex(data) REGEXP 'UTF8_HEX' THEN 1
+    WHEN NOT json_valid(data) THEN 1
+    WHEN data GLOB '*[0-9][eE]*' OR length(data) > 300 THEN EXISTS (
+        SELECT 1 FROM json_tree(data)
+        WHERE (type = 'real' AND abs(atom) > 1.7976931348623157e308)
+           OR (type = 'integer' AND INT_DIGITS > 0
+               AND length(ltrim(data -> fullkey, '-')) > INT_DIGITS))
+    ELSE 0
+END""".replace("UTF8_HEX", UTF8_HEX).replace("INT_DIGITS", str(INT_DIGITS))
+# Data that is not UTF-8 (SQLite): the condition above, its third case.
+_SQLITE_NOT_UTF8 = (
+    "data IS NOT NULL AND data GLOB '*[^' || char(1) || '-' || char(127) || ']*' "
+    "AND NOT hex(data) REGEXP 'UTF8_HEX'"
+).replace("UTF8_HEX", UTF8_HEX)
 # Statements from the constants above only (no input reaches them).
 _PG_BAD_IDS = "SELECT id, data IS NULL FROM events WHERE NOT_JSON ORDER BY id".replace(
     "NOT_JSON", _PG_NOT_JSON
@@ -344,9 +512,6 @@ _PG_BAD_IDS = "SELECT id, data IS NULL FROM events WHERE NOT_JSON ORDER BY id".r
 _SQLITE_BAD_IDS = "SELECT id, data IS NULL FROM events WHERE NOT_JSON ORDER BY id".replace(
     "NOT_JSON", _SQLITE_NOT_JSON
 )
-# The untyped 'null' suits a text, json or jsonb column. Only a column of text can hold
-# text that is not JSON, and PL/pgSQL plans the quoting UPDATE only when it runs, so
-# the block also runs on a json or jsonb column, where that UPDATE would not type-check.
 _PG_QUOTE_BAD = """DO $$
 BEGIN
     UPDATE events SET data = 'null' WHERE data IS NULL;
@@ -356,9 +521,17 @@ BEGIN
     END IF;
 END
 $$""".replace("NOT_JSON", _PG_NOT_JSON)
-_SQLITE_QUOTE_BAD = """UPDATE events
+# Data that is not UTF-8 becomes its SQL literal (X'22FF22'), then a JSON string of it;
+# a BLOB (or a number) becomes its text, kept if it is JSON the store reads.
+_SQLITE_QUOTE_BAD = (
+    "UPDATE events SET data = quote(CAST(data AS BLOB)) WHERE NOT_UTF8".replace(
+        "NOT_UTF8", _SQLITE_NOT_UTF8
+    ),
+    "UPDATE events SET data = CAST(data AS TEXT) WHERE typeof(data) IN ('blob', 'integer', 'real')",
+    """UPDATE events
 SET data = CASE WHEN data IS NULL THEN 'null' ELSE json_quote(data) END
-WHERE NOT_JSON""".replace("NOT_JSON", _SQLITE_NOT_JSON)
+WHERE NOT_JSON""".replace("NOT_JSON", _SQLITE_NOT_JSON),
+)
 _PG_REFUSE_BAD = _pg_refusal(
     _PG_NOT_JSON,
     "legacy rows hold data that is not JSON: events.id %; nothing was changed: fix or "
@@ -366,15 +539,17 @@ _PG_REFUSE_BAD = _pg_refusal(
 )
 # SQLite scripts cannot raise an error of their own outside a trigger: json() of a row
 # that is not JSON fails with "malformed JSON" and stops the script there.
-_SQLITE_REFUSE_BAD = """-- stops with 'malformed JSON' if a legacy row's data is not JSON;
--- list those rows with SELECT id FROM events WHERE NOT_JSON
+_SQLITE_REFUSE_BAD = """-- stops with 'malformed JSON' if a legacy row's data is not JSON the
+-- store can read; list those rows with this SELECT, selecting id instead
 SELECT json('not JSON: events.id ' || id) FROM events WHERE NOT_JSON""".replace(
     "NOT_JSON", _SQLITE_NOT_JSON
 )
 
 _REFUSAL = (
     "{count} legacy row(s) hold data that is not JSON (RFC 8259), which the store could "
-    "not replay: events.id {ids}. No row or table was changed (at most, the database "
+    "not replay: events.id {ids}. (The store reads UTF-8 text without NUL bytes, "
+    "numbers within a float's range and integers of up to {digits} digits; a SQLite "
+    "BLOB is not text.) No row or table was changed (at most, the database "
     "was stamped 0001, the legacy baseline). Fix or delete those rows and run the "
     "upgrade again, or re-run it with --invalid-data string (alembic: -x "
     "invalid_data=string) to keep each such data as a JSON string of its text (and "
@@ -400,24 +575,26 @@ def check_data() -> None:
         return
     bind = op.get_bind()
     if postgresql:
+        for statement in _PG_IS_JSON_FUNCTIONS:
+            bind.exec_driver_sql(statement)
         try:
-            bad = bind.exec_driver_sql(
-                "SELECT count(*) FROM events WHERE data::json IS NULL"
-            ).scalar_one()
+            bad = bind.exec_driver_sql(_PG_COUNT_BAD).scalar_one()
         except DBAPIError as exc:  # invalid_text_representation: at least one bad row
             if steps.sqlstate(exc) not in ("22P02", "22032"):
                 raise
             bad = 1
         if not bad:
             return
-        bind.exec_driver_sql(_PG_IS_JSON)
+    else:
+        _sqlite_regexp(bind)
     rows = list(bind.exec_driver_sql(_PG_BAD_IDS if postgresql else _SQLITE_BAD_IDS))
     if not rows:
         return
     if mode == "refuse":
         ids = [row[0] for row in rows]
-        raise SchemaError(_REFUSAL.format(count=len(ids), ids=_shown(ids)))
-    bind.exec_driver_sql(_PG_QUOTE_BAD if postgresql else _SQLITE_QUOTE_BAD)
+        raise SchemaError(_REFUSAL.format(count=len(ids), ids=_shown(ids), digits=INT_DIGITS))
+    for statement in (_PG_QUOTE_BAD,) if postgresql else _SQLITE_QUOTE_BAD:
+        bind.exec_driver_sql(statement)
     quoted = [row[0] for row in rows if not row[1]]
     null = [row[0] for row in rows if row[1]]
     if quoted:
@@ -435,11 +612,29 @@ def check_data() -> None:
 
 
 def _check_data_offline(mode: str, postgresql: bool) -> None:
+    """A script's check of the data: the same conditions, as statements of the script."""
     if postgresql:
-        op.execute(_PG_IS_JSON)
-        op.execute(_PG_QUOTE_BAD if mode == "string" else _PG_REFUSE_BAD)
+        statements: tuple[str, ...] = (
+            *_PG_IS_JSON_FUNCTIONS,
+            _PG_QUOTE_BAD if mode == "string" else _PG_REFUSE_BAD,
+        )
     else:
-        op.execute(_SQLITE_QUOTE_BAD if mode == "string" else _SQLITE_REFUSE_BAD)
+        statements = _SQLITE_QUOTE_BAD if mode == "string" else (_SQLITE_REFUSE_BAD,)
+    for statement in statements:
+        op.execute(statement)
+
+
+def _sqlite_regexp(bind: Connection) -> None:
+    """Give the SQLite connection the ``REGEXP`` the sqlite3 shell has built in (the
+    data check matches text beyond ASCII against :data:`UTF8_HEX` with it)."""
+    bind.connection.dbapi_connection.create_function(  # type: ignore[union-attr]
+        "regexp", 2, _regexp, deterministic=True
+    )
+
+
+def _regexp(pattern: str, value: str | None) -> bool | None:
+    """SQLite's ``value REGEXP pattern``: whether the pattern matches in ``value``."""
+    return None if value is None else re.search(pattern, value) is not None
 
 
 def fix_data_type() -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from eventstore import SchemaError, migrate, open_store
 from eventstore.cli import main
 from eventstore.migrate import SchemaState
+from eventstore.migrations import backfill
 from eventstore.sql.engine import normalize_url
 from tests.migrations.helpers import (
     ROOT,
@@ -102,6 +103,9 @@ def _run_script(url: str, script: str, tmp_path: Path) -> None:
         database = normalize_url(url).database
         assert database is not None
         with sqlite3.connect(database, isolation_level=None) as conn:
+            # The script's UTF-8 check needs REGEXP, which the sqlite3 shell has built in;
+            # give this connection the one eventstore migrate gives its own.
+            conn.create_function("regexp", 2, backfill._regexp, deterministic=True)
             conn.executescript(script)
 
 

@@ -46,6 +46,7 @@ def upgrade() -> None:
     # Online on PostgreSQL outside the transaction: a failed cast there aborts nothing.
     with nullcontext() if steps.is_offline() else steps.autocommit():
         backfill.check_required()
+        backfill.check_timestamps()
         backfill.check_data()
     steps.lock_table("events", "ACCESS EXCLUSIVE")
     backfill.fix_data_type()
