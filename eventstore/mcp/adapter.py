@@ -11,7 +11,13 @@ from functools import partial
 from typing import Any
 
 import anyio
-from mcp.server.streamable_http import EventCallback, EventId, EventMessage, StreamId
+from mcp.server.streamable_http import (
+    GET_STREAM_KEY,
+    EventCallback,
+    EventId,
+    EventMessage,
+    StreamId,
+)
 from mcp.server.streamable_http import EventStore as SdkEventStore
 from mcp.types import JSONRPCMessage
 from pydantic import TypeAdapter, ValidationError
@@ -153,6 +159,9 @@ class SessionEventStore(SdkEventStore):
         self._dropping: set[asyncio.Task[None]] = set()
         # Per stream: replays of it under way (its drop waits for them).
         self._replaying: dict[str, int] = {}
+        # Whether a client has had the standalone GET stream (its messages are stored
+        # from then on; without attachments to tell, always).
+        self._get_stream_seen = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -164,6 +173,11 @@ class SessionEventStore(SdkEventStore):
             # A replay of this stream may be handing it back to the SDK right now: wait
             # until the SDK delivers the stream live again (see eventstore.mcp.reattach).
             await self.attachments.wait(stream_id)
+        if message is not None and stream_id == GET_STREAM_KEY and not self._get_stream_opened():
+            # No client ever had this session's standalone GET stream, so none holds a
+            # cursor into it (a GET without Last-Event-ID gets new messages only), and
+            # the SDK delivers this message nowhere: stored, it would only pile up.
+            return self._ids.mint_numbered(stream_key(stream_id))[1]
         key = stream_key(stream_id)
         if is_hashed(key) and key not in self._hashed_streams and key not in self._broken:
             if len(stream_id) > MAX_RESUMABLE_STREAM_ID_LENGTH:
@@ -242,6 +256,14 @@ class SessionEventStore(SdkEventStore):
             if self.retrier is None:
                 raise
             return await self.retrier.call(attempt)
+
+    def _get_stream_opened(self) -> bool:
+        """Whether a client has had the GET stream (once true, it stays true)."""
+        if not self._get_stream_seen:
+            self._get_stream_seen = self.attachments is None or self.attachments.attached(
+                GET_STREAM_KEY
+            )
+        return self._get_stream_seen
 
     def _reusable_priming(self, key: str) -> str | None:
         if key in self._broken or key in self._in_flight:

@@ -141,6 +141,42 @@ async def test_sessions_with_colliding_stream_ids_replay_only_their_own(
     assert calls["A"][1].id != calls["B"][1].id
 
 
+async def test_get_stream_messages_are_stored_once_a_client_had_the_get_stream(
+    harness: Harness,
+) -> None:
+    # The SDK stores every server-initiated message, GET stream open or not; a session
+    # whose client never opened it could resume none of them (no client holds a cursor).
+    session = await harness.raw_session()
+    get_key = stream_key("_GET_stream")
+
+    async def held() -> list[str]:
+        await harness.settled()
+        events = await harness.store.get_stream_events(session.session_id, get_key)
+        return [str((e.data or {}).get("params", {}).get("uri")) for e in events if e.data]
+
+    await session.call_tool(1, "broadcast", label="early", count=50)
+    assert await held() == []
+
+    async with session.listening() as standalone:
+        await session.call_tool(2, "broadcast", label="open", count=3)
+
+        async def arrived() -> bool:
+            return len(texts(standalone)) == 3
+
+        await eventually(arrived)
+    await session.call_tool(3, "broadcast", label="away", count=2)
+
+    assert await held() == [
+        "test://open/1",
+        "test://open/2",
+        "test://open/3",
+        *(f"test://away/{i}" for i in (1, 2)),
+    ]
+    status, replayed = await session.resume(standalone[-1].id)
+    assert status == 200
+    assert texts(replayed) == ["test://away/1", "test://away/2"]
+
+
 BAD_LAST_EVENT_IDS: list[str | bytes] = [
     "garbage",
     "x" * (MAX_EVENT_ID_LENGTH + 1),
