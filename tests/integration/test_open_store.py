@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -98,7 +99,7 @@ async def test_a_blank_database_url_variable_is_refused(
         monkeypatch.setenv("EVENTSTORE_DATABASE_URL", blank)
         with pytest.raises(InvalidInputError, match="EVENTSTORE_DATABASE_URL is set but empty"):
             await open_store()
-    assert list(tmp_path.iterdir()) == []
+    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
 
 
 async def test_an_unknown_postgresql_option_is_refused(postgres_url: str) -> None:
