@@ -192,5 +192,7 @@ def _timestamp(value: object) -> int:
     if isinstance(value, float) and math.isfinite(value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise _Invalid(f"timestamp must be epoch milliseconds (a number >= 0), not {value!r}")
+        raise _Invalid(
+            f"timestamp must be epoch milliseconds (a number from 0 to 2**63-1), not {value!r}"
+        )
     return value

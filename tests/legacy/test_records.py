@@ -42,6 +42,10 @@ def test_blank_lines_are_not_events() -> None:
         ('{"session_id": "s", "id": "e", "data": 1}', "missing field 'timestamp'"),
         ('{"session_id": "s", "id": "e", "data": 1, "timestamp": "today"}', "timestamp must"),
         ('{"session_id": "s", "id": "e", "data": 1, "timestamp": -1}', "timestamp must"),
+        (
+            '{"session_id": "s", "id": "e", "data": 1, "timestamp": 9223372036854775808}',
+            "timestamp must be epoch milliseconds (a number from 0 to 2**63-1)",
+        ),
         ('{"session_id": "s", "id": "e", "data": 1, "timestamp": 1, "seq": 0}', "seq must"),
         ('{"session_id": " ", "id": "e", "data": 1, "timestamp": 1}', "session_id must not"),
         ('{"session_id": "s", "id": 5, "data": 1, "timestamp": 1}', "id must be a str"),
