@@ -381,8 +381,16 @@ class PersistenceWorker:
                 self._stats.failed += 1
             if not entry.future.done():
                 entry.future.set_exception(_copy_error(error))
+                # The line below says it for all of them: without this, asyncio prints a
+                # "Future exception was never retrieved" traceback for every future that
+                # no caller awaits any more (a worker left unclosed at exit: one each).
+                entry.future.exception()
         if left:
-            log.error("persistence worker stopped with %d request(s) unconfirmed", len(left))
+            log.error(
+                "persistence worker stopped with %d request(s) unconfirmed (close() it, or "
+                "use it as an async context manager, to commit what is queued)",
+                len(left),
+            )
         self._mark_settled(left)
 
 

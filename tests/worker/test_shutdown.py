@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -149,3 +152,23 @@ def test_a_worker_left_from_an_ended_event_loop_closes_quietly() -> None:
         await worker.close()
 
     asyncio.run(second_run())
+
+
+def test_a_worker_left_unclosed_at_exit_says_so_in_one_line(tmp_path: Path) -> None:
+    script = tmp_path / "forget.py"
+    script.write_text(
+        "import asyncio\n"
+        "from eventstore import PersistenceWorker, StoreEvent, open_store\n"
+        "async def main():\n"
+        "    worker = PersistenceWorker(await open_store('memory://'), max_delay=10)\n"
+        "    for i in range(50):\n"
+        "        await worker.submit(StoreEvent('s', 'a', f'e{i}', i))\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    # One line for the 50 lost requests, not a traceback for each of their futures.
+    assert "never retrieved" not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "stopped with 50 request(s) unconfirmed" in done.stderr
