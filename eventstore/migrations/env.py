@@ -69,9 +69,15 @@ def _url() -> URL:
         )
     try:
         url = given or config.get_main_option("sqlalchemy.url") or default_url()
+        if str(url).strip().lower().startswith("memory:"):
+            raise InvalidInputError(
+                "memory:// has no schema to migrate; give a sqlite+aiosqlite:/// or "
+                "postgresql+asyncpg:// URL"
+            )
+        return normalize_url(url)
     except InvalidInputError as exc:
+        # One FAILED line from alembic, not a traceback.
         raise CommandError(str(exc)) from exc
-    return normalize_url(url)
 
 
 def _include_name(name: str | None, type_: str, parent_names: Any) -> bool:

@@ -30,6 +30,11 @@ def normalize_url(url: str | URL) -> URL:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise InvalidInputError(f"not a database URL: {exc}") from None
+    except ValueError:
+        # (The URL is not echoed: it may hold a password.)
+        raise InvalidInputError(
+            "not a database URL: its port is not a number (or an IPv6 host lacks its ']')"
+        ) from None
     backend = "postgresql" if parsed.get_backend_name() == "postgres" else parsed.get_backend_name()
     if parsed.drivername in (backend, "postgres"):
         parsed = parsed.set(drivername=_DRIVERS.get(backend, parsed.drivername))
@@ -38,6 +43,8 @@ def normalize_url(url: str | URL) -> URL:
             f"unsupported database URL scheme {parsed.drivername!r}; "
             "use sqlite+aiosqlite:///path, postgresql+asyncpg://... or memory://"
         )
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise InvalidInputError(f"not a database URL: port {parsed.port} is not 1-65535")
     return parsed
 
 
@@ -81,6 +88,9 @@ def create_engine(
         )
     # Unless the caller chose pool_pre_ping, only connections left idle are pinged.
     explicit_pre_ping = "pool_pre_ping" in engine_options
+    parsed, engine_options["connect_args"] = postgresql.connect_args_from_query(
+        parsed, engine_options.get("connect_args", {})
+    )
     engine = async_engine(parsed, engine_options)
     postgresql.configure_engine(
         engine, ping_idle_after=None if explicit_pre_ping else postgresql.PING_IDLE_SECONDS

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as upsert
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 
+from eventstore.errors import InvalidInputError
 from eventstore.sql import AppendRows, StreamCounts
 
 __all__ = [
@@ -32,6 +36,7 @@ __all__ = [
     "append_events",
     "append_in_transaction",
     "configure_engine",
+    "connect_args_from_query",
     "driver_errors",
     "fetch",
     "is_unique_violation",
@@ -335,6 +340,56 @@ def _connection_lost(error: Exception) -> bool:
 PING_IDLE_SECONDS = 1.0
 
 _IDLE_SINCE = "eventstore_idle_since"
+
+
+#: Query parameters SQLAlchemy's asyncpg adapter reads itself (the rest it passes to
+#: ``asyncpg.connect`` as keywords, which takes none of libpq's).
+_ADAPTER_QUERY = frozenset({"prepared_statement_cache_size"})
+
+
+def connect_args_from_query(
+    url: URL, connect_args: Mapping[str, Any]
+) -> tuple[URL, dict[str, Any]]:
+    """The URL without its libpq-style query, and ``connect_args`` that carry it.
+
+    ``?sslmode=require``, ``?application_name=...``, ``?options=-c...`` are how
+    PostgreSQL URLs are written, but SQLAlchemy hands every query parameter to
+    ``asyncpg.connect`` as a keyword, which refuses them all (a raw ``TypeError`` at the
+    first connect). asyncpg reads them from a DSN instead: ``sslmode`` and the other
+    ``ssl*`` settings, ``target_session_attrs``, ``passfile``; the rest go to the server
+    as settings, which rejects a name it does not know. ``connect_timeout`` becomes
+    asyncpg's ``timeout``.
+    """
+    given = {name: value for name, value in url.query.items() if name not in _ADAPTER_QUERY}
+    if not given:
+        return url, dict(connect_args)
+    repeated = sorted(name for name, value in given.items() if not isinstance(value, str))
+    if repeated:
+        raise InvalidInputError(f"the database URL gives {', '.join(repeated)} more than once")
+    query = {name: value for name, value in given.items() if isinstance(value, str)}
+    if "dsn" in connect_args:
+        raise InvalidInputError("give PostgreSQL settings in the URL's query or as a dsn, not both")
+    args = dict(connect_args)
+    if (timeout := query.pop("connect_timeout", None)) is not None:
+        try:
+            args["timeout"] = float(timeout)
+        except ValueError:
+            raise InvalidInputError(
+                f"connect_timeout in the database URL must be seconds, not {timeout!r}"
+            ) from None
+        if not 0 < args["timeout"] < float("inf"):
+            raise InvalidInputError(
+                f"connect_timeout in the database URL must be seconds > 0, not {timeout!r}"
+            )
+    if (password := query.pop("password", None)) is not None:
+        if url.password is not None or "password" in args:
+            raise InvalidInputError("the database URL gives the password more than once")
+        # A keyword, not part of a DSN string that could end up in a message.
+        args["password"] = password
+    if query:
+        args["dsn"] = "postgresql://?" + urlencode(query)
+    kept = {name: value for name, value in url.query.items() if name in _ADAPTER_QUERY}
+    return url.set(query=kept), args
 
 
 def configure_engine(engine: AsyncEngine, *, ping_idle_after: float | None) -> None:

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from eventstore import (
     EventStoreError,
     InMemoryEventStore,
     InvalidInputError,
+    SqlEventStore,
     StoreUnavailableError,
     open_store,
 )
@@ -187,3 +189,56 @@ def test_the_cli_says_a_missing_driver_in_one_line() -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"Error: {MISSING_DRIVER}"]
+
+
+def _with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+async def test_libpq_settings_in_a_postgresql_url_are_used(postgres_url: str) -> None:
+    # The way PostgreSQL URLs are written (cloud providers' sslmode=require included):
+    # SQLAlchemy passed each to asyncpg.connect as a keyword, a TypeError at first use.
+    url = _with_query(
+        postgres_url,
+        "sslmode=disable&application_name=es-replica-7&connect_timeout=5"
+        "&options=-c%20statement_timeout%3D12345",
+    )
+    async with open_store(url) as store:
+        assert isinstance(store, SqlEventStore)
+        async with store.engine.connect() as conn:
+            name = await conn.scalar(text("SELECT current_setting('application_name')"))
+            timeout = await conn.scalar(text("SHOW statement_timeout"))
+        assert (name, timeout) == ("es-replica-7", "12345ms")
+        assert (await store.store_event("s", "a", "e", 1)).seq == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "error", "message"),
+    [
+        ("connect_timeout=soon", InvalidInputError, "connect_timeout .* must be seconds"),
+        ("connect_timeout=0", InvalidInputError, "connect_timeout .* must be seconds > 0"),
+        ("sslmode=disable&sslmode=require", InvalidInputError, "gives sslmode more than once"),
+        # The server names a setting it does not know; no TypeError from the driver.
+        ("no_such_setting=1", EventStoreError, 'unrecognized configuration parameter "no_such'),
+    ],
+)
+async def test_unusable_settings_in_a_postgresql_url_are_named(
+    postgres_url: str, query: str, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        await open_store(_with_query(postgres_url, query))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u:secret@127.0.0.1:99999/db", "port 99999 is not 1-65535"),
+        ("postgresql://u:secret@127.0.0.1:abc/db", "port is not a number"),
+        ("postgresql://u:secret@[::1/db", "port is not a number"),
+        ("sqlite://u:secret@h:0/x.db", "port 0 is not 1-65535"),
+    ],
+)
+async def test_a_bad_port_is_refused_before_connecting(url: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message) as refused:
+        await open_store(url)
+    assert "secret" not in str(refused.value)

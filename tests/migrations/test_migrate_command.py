@@ -155,6 +155,22 @@ def test_alembic_refuses_an_empty_url_instead_of_upgrading_the_embedded_file(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("memory://", "memory:// has no schema to migrate"),
+        ("mysql://x/y", "unsupported database URL scheme 'mysql'"),
+        ("postgresql://u:secret@127.0.0.1:abc/db", "port is not a number"),
+    ],
+)
+def test_alembic_refuses_an_unusable_url_in_one_line(url: str, said: str) -> None:
+    result = _alembic_cli("-x", f"url={url}", "upgrade", "head")
+    assert result.returncode != 0
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "secret" not in result.stderr
+
+
 def test_alembic_upgrade_head_recognises_a_legacy_database(sql_url: str) -> None:
     """No hand-stamping: the history's env.py stamps an unversioned legacy table 0001."""
     asyncio.run(create_unversioned_legacy(sql_url, LEGACY_ROWS))
