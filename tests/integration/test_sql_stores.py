@@ -26,6 +26,7 @@ from eventstore import (
     UpdateLastEventId,
     open_store,
 )
+from eventstore.sql import store as sql_store_module
 from eventstore.sql.engine import create_engine
 from tests.contract import EventStoreContract
 
@@ -262,6 +263,15 @@ async def test_a_batch_with_more_data_than_one_statement_carries_is_split_in_one
     # The real bound is 64 Mi characters (a PostgreSQL message may not pass 1 GiB; see
     # test_a_worker_batch_over_a_gibibyte_commits); lowered, the split is cheap to check.
     monkeypatch.setattr("eventstore.sql.store._STATEMENT_DATA_CHARS", 100)
+    parts_made: list[int] = []
+    statements = sql_store_module._statements
+
+    def counted(fresh: Any) -> Any:
+        parts = statements(fresh)
+        parts_made.append(len(parts))
+        return parts
+
+    monkeypatch.setattr("eventstore.sql.store._statements", counted)
     async with open_store(sql_url, max_events_per_stream=5) as store:
         batch: list[Any] = [
             StoreEvent("s", f"st{i % 3}", f"e{i}", "x" * (10 + i)) for i in range(30)
@@ -275,6 +285,8 @@ async def test_a_batch_with_more_data_than_one_statement_carries_is_split_in_one
             assert [e.id for e in events] == [f"e{i}" for i in range(st, 30, 3)][-5:]
             assert [e.seq for e in events] == list(range(6, 11))
             assert [r.seq for r in results[st:30:3]] == list(range(1, 11))
+    # 30 events of 10-39 characters, 100 characters a statement: split, not one statement.
+    assert max(parts_made) >= 8, parts_made
 
 
 async def test_tables_dropped_under_an_open_store_are_a_schema_error(sql_url: str) -> None:
