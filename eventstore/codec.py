@@ -335,6 +335,18 @@ def check_max_event_bytes(limit: object) -> int:
     return limit
 
 
+def check_cap_stream(session_id: object, stream_id: object) -> tuple[str, str] | None:
+    """The stream whose own cap ``set_max_events_per_stream`` sets, or ``None`` for the
+    store-wide cap; one of the two ids without the other is refused."""
+    if session_id is None and stream_id is None:
+        return None
+    if session_id is None or stream_id is None:
+        raise InvalidInputError(
+            "a stream's cap needs both session_id and stream_id (neither sets the store-wide cap)"
+        )
+    return check_id("session_id", session_id), check_id("stream_id", stream_id)
+
+
 def check_cap(cap: object) -> int | None:
     """Validate a retention cap: ``None`` (unlimited) or an ``int`` of at least 1."""
     if cap is None:

@@ -8,6 +8,7 @@ from eventstore.clock import now_ms
 from eventstore.codec import (
     DEFAULT_MAX_EVENT_BYTES,
     check_cap,
+    check_cap_stream,
     check_id,
     check_idle_ms,
     check_limit,
@@ -310,7 +311,7 @@ class InMemoryEventStore(EventStore):
     ) -> None:
         self._check_open()
         limit = check_cap(limit)
-        if session_id is None and stream_id is None:
+        if check_cap_stream(session_id, stream_id) is None:
             self._cap = limit
             targets = [
                 (session, stream)

@@ -159,7 +159,11 @@ class EventStore(ABC):
 
     @abstractmethod
     async def get_max_events_per_stream(self) -> int | None:
-        """The store-wide per-stream cap (``None``: unlimited)."""
+        """The store-wide per-stream cap (``None``: unlimited).
+
+        A stream's own cap, where one was set, is its :meth:`get_stream_info`'s
+        ``max_events``.
+        """
 
     @abstractmethod
     async def set_max_events_per_stream(

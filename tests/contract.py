@@ -277,6 +277,16 @@ class EventStoreContract:
         with pytest.raises(InvalidInputError):
             await store.set_max_events_per_stream(2, session_id="s", stream_id="missing")
 
+    async def test_a_stream_cap_needs_both_ids(self, store: EventStore) -> None:
+        await store.store_event("s", "a", "e1", 1)
+        for ids in ({"session_id": "s"}, {"stream_id": "a"}):
+            with pytest.raises(InvalidInputError, match="needs both session_id and stream_id"):
+                await store.set_max_events_per_stream(1, **ids)
+        # Nothing changed: neither the store-wide cap nor the stream's.
+        assert await store.get_max_events_per_stream() is None
+        info = await store.get_stream_info("s", "a")
+        assert info is not None and info.max_events is None
+
     async def test_invalid_caps_are_rejected(self, store: EventStore) -> None:
         for bad in (0, -3, 2.5, "10", True):
             with pytest.raises(InvalidInputError):

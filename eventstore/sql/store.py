@@ -24,6 +24,7 @@ from eventstore.codec import (
     DEFAULT_MAX_EVENT_BYTES,
     MAX_BIGINT,
     check_cap,
+    check_cap_stream,
     check_id,
     check_idle_ms,
     check_limit,
@@ -811,10 +812,10 @@ class SqlEventStore(EventStore):
     ) -> None:
         self._check_open()
         limit = check_cap(limit)
-        store_wide = session_id is None and stream_id is None
-        if not store_wide:
-            session_id = check_id("session_id", session_id)
-            stream_id = check_id("stream_id", stream_id)
+        stream = check_cap_stream(session_id, stream_id)
+        store_wide = stream is None
+        if stream is not None:
+            session_id, stream_id = stream
         old: Any = None
         try:
             async with self.engine.begin() as conn:
