@@ -102,6 +102,11 @@ def resumable_app(
     ``app.state.eventstore_binding`` is the :class:`~eventstore.mcp.SessionBinding`
     (its live sessions' adapters).
     """
+    if not callable(getattr(server, "streamable_http_app", None)):
+        raise InvalidInputError(
+            "server must be an MCP server with a Streamable HTTP app (MCPServer, FastMCP or "
+            f"the low-level Server), not {type(server).__name__}"
+        )
     if isinstance(store, EventStore):
         if store_options:
             raise InvalidInputError(
@@ -129,7 +134,11 @@ def resumable_app(
     check_seconds("prune_interval_seconds", prune_interval_seconds, allow_zero=False)
     if idle_ttl_seconds is not None:
         check_seconds("idle_ttl_seconds", idle_ttl_seconds, allow_zero=False, allow_none=True)
-    app = server.streamable_http_app(**http_options)
+    try:
+        app = server.streamable_http_app(**http_options)
+    except TypeError as exc:
+        # An option the SDK's streamable_http_app does not take: name it, not a traceback.
+        raise InvalidInputError(f"unusable option for the server's HTTP app: {exc}") from None
     manager = server.session_manager
     if manager.stateless:
         raise InvalidInputError(

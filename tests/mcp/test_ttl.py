@@ -254,3 +254,11 @@ def test_durations(idle: str, ms: int) -> None:
     from eventstore.cli.prune import parse_duration
 
     assert parse_duration(None, None, idle) == ms  # type: ignore[arg-type]
+
+
+def test_the_app_rejects_what_is_not_a_server_and_unknown_http_options() -> None:
+    with pytest.raises(InvalidInputError, match=r"server must be an MCP server .* not str"):
+        resumable_app("my-server", "memory://")  # type: ignore[arg-type]
+    server, http_options = build_test_server(Conductor())
+    with pytest.raises(InvalidInputError, match="unusable option for the server's HTTP app"):
+        resumable_app(server, "memory://", no_such_http_option=1, **http_options)
