@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -16,7 +17,12 @@ from eventstore.errors import InvalidInputError, SchemaError, StoreUnavailableEr
 from eventstore.memory import InMemoryEventStore
 from eventstore.migrate import SchemaState, upgrade_if_empty
 from eventstore.migrate import status as schema_status
-from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
+from eventstore.sql.engine import (
+    create_engine,
+    ensure_sqlite_directory,
+    normalize_url,
+    sqlite_file,
+)
 from eventstore.sql.store import SqlEventStore, database_error
 from eventstore.store import EventStore
 
@@ -127,6 +133,14 @@ async def _open(url: str | None, **options: Any) -> EventStore:
     if plan.url is None:
         cap = None if plan.cap is _UNSET else plan.cap
         return InMemoryEventStore(max_events_per_stream=cap, max_event_bytes=plan.max_event_bytes)
+    if not plan.create_schema and (path := sqlite_file(plan.url)) is not None:
+        # SQLite would create the file (and leave it behind) just to find no tables in it.
+        if not await asyncio.to_thread(path.is_file):
+            raise SchemaError(
+                f"no event store database at {path}: the file does not exist "
+                "(create_schema=False creates nothing); run `eventstore migrate` or open "
+                "it with create_schema=True to create it"
+            )
     ensure_sqlite_directory(plan.url)
     engine = create_engine(plan.url, **plan.engine_options)
     store = SqlEventStore(engine, max_event_bytes=plan.max_event_bytes, owns_engine=True)

@@ -251,6 +251,13 @@ def _sqlite_uri_in_memory(url: URL) -> bool:
     )
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names; ``None`` for another database or a ``file:`` URI."""
+    if url.get_backend_name() != "sqlite" or not url.database or _is_sqlite_uri(url):
+        return None
+    return Path(url.database).expanduser()
+
+
 def ensure_sqlite_directory(url: URL) -> None:
     """Create the directory of a SQLite file URL's database, so a new file can be made.
 
@@ -258,9 +265,10 @@ def ensure_sqlite_directory(url: URL) -> None:
     :class:`~eventstore.errors.InvalidInputError` naming it. ``file:`` URIs
     (``?uri=true``) are left to SQLite.
     """
-    if url.get_backend_name() != "sqlite" or not url.database or _is_sqlite_uri(url):
+    path = sqlite_file(url)
+    if path is None:
         return
-    directory = Path(url.database).expanduser().parent
+    directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -274,9 +274,19 @@ def test_migrate_refuses_unrecognised_tables(sql_url: str) -> None:
 
 
 async def test_open_store_without_create_schema_leaves_an_empty_database(sql_url: str) -> None:
+    if sql_url.startswith("sqlite"):
+        path = sql_url.split("///", 1)[1]
+        await asyncio.to_thread(lambda: sqlite3.connect(path).execute("VACUUM").connection.close())
     with pytest.raises(SchemaError, match=r"no event store tables.*eventstore migrate"):
         await open_store(sql_url, create_schema=False)
     assert (await migrate.status(sql_url)).state is SchemaState.EMPTY
+
+
+async def test_open_store_without_create_schema_creates_no_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "events.sqlite3"
+    with pytest.raises(SchemaError, match=r"the file does not exist.*eventstore migrate"):
+        await open_store(f"sqlite:///{path}", create_schema=False)
+    assert not await asyncio.to_thread((tmp_path / "sub").exists)
 
 
 async def test_replicas_starting_together_migrate_once(sql_url: str) -> None:
