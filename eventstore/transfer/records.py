@@ -180,8 +180,9 @@ def _id(record: dict[str, Any], field: str) -> str:
 def _seq(value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _Invalid(f"seq must be an int >= 1, not {value!r}")
+    # The staging table and the store hold seq in a signed 64-bit column.
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
+        raise _Invalid(f"seq must be an int from 1 to 2**63-1, not {value!r}")
     return value
 
 

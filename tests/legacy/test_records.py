@@ -47,6 +47,10 @@ def test_blank_lines_are_not_events() -> None:
             "timestamp must be epoch milliseconds (a number from 0 to 2**63-1)",
         ),
         ('{"session_id": "s", "id": "e", "data": 1, "timestamp": 1, "seq": 0}', "seq must"),
+        (
+            '{"session_id": "s", "id": "e", "data": 1, "timestamp": 1, "seq": 9223372036854775808}',
+            "seq must be an int from 1 to 2**63-1, not 9223372036854775808",
+        ),
         ('{"session_id": " ", "id": "e", "data": 1, "timestamp": 1}', "session_id must not"),
         ('{"session_id": "s", "id": 5, "data": 1, "timestamp": 1}', "id must be a str"),
         ('{"session_id": "s", "id": "e\\u0000", "data": 1, "timestamp": 1}', "NUL"),
