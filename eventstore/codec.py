@@ -102,7 +102,7 @@ def encode_data(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> str:
     cannot carry) is written with ASCII escapes, so it still round-trips exactly.
     ``NaN``, ``Infinity``, sets, arbitrary objects, nesting deeper than
     :data:`MAX_NESTING`, and values JSON would silently change (tuples, dict keys that
-    are not ``str``) are rejected.
+    are not ``str``, a surrogate pair held as two code points) are rejected.
     """
     return encode_checked(data, max_bytes)[0]
 
@@ -154,11 +154,47 @@ def encode_checked(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> tuple
     # (orjson where it is exact: several times faster than json.loads, on every write).
     replayed = decode_data(text)
     if replayed != data:
-        raise InvalidInputError(
-            "data would not replay as given: it holds a tuple or a dict key that is not a "
-            "str (JSON has only lists and string keys); convert it first"
-        )
+        raise InvalidInputError(_replay_mismatch(data))
     return text, replayed
+
+
+def _replay_mismatch(data: Any) -> str:
+    """Why ``data`` decodes to another value: a surrogate pair, else a tuple or key."""
+    pair = _surrogate_pair(data)
+    if pair is not None:
+        # "\ud83d\ude00" escaped in JSON decodes as one character, and UTF-8 has no way
+        # to write the two halves apart: the caller most likely decoded UTF-16 by hand.
+        joined = pair.encode("utf-16", "surrogatepass").decode("utf-16")
+        return (
+            f"data would not replay as given: a string in it holds the surrogate code points "
+            f"{pair!r} as two characters, which JSON and UTF-8 join into the one character "
+            f"{joined!r}; join them first, e.g. with s.encode('utf-16', 'surrogatepass')"
+            ".decode('utf-16')"
+        )
+    return (
+        "data would not replay as given: it holds a tuple or a dict key that is not a "
+        "str (JSON has only lists and string keys); convert it first"
+    )
+
+
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+
+
+def _surrogate_pair(data: Any) -> str | None:
+    """The first high-then-low surrogate pair in a string or key of ``data``, if any."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            found = _SURROGATE_PAIR.search(value)
+            if found is not None:
+                return found.group()
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            pending.extend(value)
+    return None
 
 
 def _too_deep() -> str:

@@ -16,11 +16,20 @@ from eventstore.cli.options import url_option
 from eventstore.config import default_url
 from eventstore.errors import EventStoreError
 
+#: Most progress steps: about 5 s on a slow 2-core machine, far inside the demo's own
+#: time limits (30 s for the tool to finish while the client is away, 60 s a call).
+#: Beyond them a run fails its checks as if the store lost events, and every step is
+#: printed, so a bigger demo would show nothing more.
+MAX_STEPS = 1000
+
 
 @click.command()
 @url_option
 @click.option(
-    "--steps", default=6, show_default=True, help="Progress notifications the tool sends."
+    "--steps",
+    default=6,
+    show_default=True,
+    help=f"Progress notifications the tool sends (2 to {MAX_STEPS}).",
 )
 @click.option(
     "--pause-after",
@@ -41,6 +50,12 @@ def demo(url: str | None, steps: int, pause_after: int) -> None:
     if steps < 2:
         # The connection is cut after one notification at the least, and one must follow.
         raise click.BadParameter(f"must be at least 2, not {steps}", param_hint="--steps")
+    if steps > MAX_STEPS:
+        raise click.BadParameter(
+            f"must be at most {MAX_STEPS}, not {steps} (more would not finish within the "
+            "demo's time limits)",
+            param_hint="--steps",
+        )
     if not 1 <= pause_after < steps:
         raise click.BadParameter(
             "must be at least 1 and less than --steps", param_hint="--pause-after"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,8 @@ def parse_line(position: int, raw: bytes, max_event_bytes: int) -> SourceEvent |
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         return Reject(position, f"not JSON: {exc}", line)
+    except ValueError as exc:
+        return Reject(position, f"the line {_unreadable(exc)}", line)
     except RecursionError:
         return Reject(position, "not JSON: nested too deeply", line)
     if not isinstance(record, dict):
@@ -134,6 +137,8 @@ def parse_row(
             data = json.loads(values["data"])
         except (json.JSONDecodeError, TypeError) as exc:
             raise _Invalid(f"data is not JSON: {exc}") from None
+        except ValueError as exc:
+            raise _Invalid(f"data {_unreadable(exc)}") from None
         return SourceEvent(
             position=position,
             session_id=_id(values, "session_id"),
@@ -145,6 +150,17 @@ def parse_row(
         )
     except (_Invalid, EventStoreError) as exc:
         return Reject(position, str(exc), dumps_line(values))
+
+
+def _unreadable(exc: ValueError) -> str:
+    """The reason for valid JSON that ``json.loads`` still refuses."""
+    if "integer string conversion" in str(exc):
+        # Python's own advice (sys.set_int_max_str_digits) is no use to someone importing.
+        return (
+            f"holds an integer with more than {sys.get_int_max_str_digits()} digits, "
+            "which Python will not read"
+        )
+    return f"is not readable JSON: {exc}"
 
 
 def _decoded(values: dict[str, Any]) -> dict[str, Any]:
@@ -180,8 +196,9 @@ def _id(record: dict[str, Any], field: str) -> str:
 def _seq(value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _Invalid(f"seq must be an int >= 1, not {value!r}")
+    # The staging table and the store hold seq in a signed 64-bit column.
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
+        raise _Invalid(f"seq must be an int from 1 to 2**63-1, not {value!r}")
     return value
 
 

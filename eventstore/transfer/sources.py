@@ -18,6 +18,8 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
+import os
+import stat
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
@@ -91,10 +93,8 @@ class DumpFile(Source):
     """A JSON-lines dump: a path (plain or gzip) or ``-`` for standard input."""
 
     def __init__(self, path: str) -> None:
-        if path != "-" and not Path(path).is_file():
-            if Path(path).is_dir():
-                raise InvalidInputError(f"{path} is a directory, not a dump file")
-            raise InvalidInputError(f"no such dump file: {path}")
+        if path != "-":
+            _check_dump_path(path)
         self.path = path
         self.description = "standard input" if path == "-" else path
 
@@ -223,6 +223,34 @@ class DumpFile(Source):
             else:
                 raw.seek(0)
                 yield raw
+
+
+def _check_dump_path(path: str) -> None:
+    """Refuse a path that is not a regular file, saying what it is instead."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InvalidInputError(f"no such dump file: {path}") from None
+    except OSError as exc:  # a symlink loop, a name too long, no permission
+        raise InvalidInputError(f"cannot read dump file {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise InvalidInputError(f"{path} is a directory, not a dump file")
+    if not stat.S_ISREG(mode):
+        # The file is opened again to copy rejected lines into the report, and its
+        # first bytes are read twice (the gzip check): a pipe or device gives them once.
+        kind = _SPECIAL_FILES.get(stat.S_IFMT(mode), "special file")
+        raise InvalidInputError(
+            f"{path} is a {kind}, not a regular file; to import from it, give - and "
+            "redirect it to standard input"
+        )
+
+
+_SPECIAL_FILES = {
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFIFO: "named pipe (FIFO)",
+    stat.S_IFSOCK: "socket",
+}
 
 
 class EventsTable(Source):

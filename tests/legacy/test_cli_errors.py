@@ -366,6 +366,38 @@ def test_import_usage_errors(tmp_path: Path, sqlite_url: str) -> None:
     assert not Path(sqlite_url.split("///", 1)[1]).exists()
 
 
+def test_a_dump_path_that_is_not_a_regular_file_says_what_it_is(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # /dev/null used to be reported as "no such dump file" though it exists.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for path, error in (
+        (
+            "/dev/null",
+            "/dev/null is a character device, not a regular file; to import from it, "
+            "give - and redirect it to standard input",
+        ),
+        (
+            str(fifo),
+            f"{fifo} is a named pipe (FIFO), not a regular file; to import from it, "
+            "give - and redirect it to standard input",
+        ),
+        (str(loop), f"cannot read dump file {loop}: Too many levels of symbolic links"),
+        (str(tmp_path / "nope.jsonl"), f"no such dump file: {tmp_path / 'nope.jsonl'}"),
+    ):
+        result = run_cli("import", path, "--url", sqlite_url)
+        assert result.exit_code == 1, result.output
+        assert _error(result.output) == f"Error: {error}"
+    assert not Path(sqlite_url.split("///", 1)[1]).exists()
+
+    result = run_cli("import", "-", "--url", sqlite_url, input="")
+    assert result.exit_code == 0, result.output
+    assert "imported: 0 new events" in result.output
+
+
 # -- re-runs and dry runs report what the target holds --------------------------------
 
 

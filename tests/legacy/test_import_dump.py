@@ -291,3 +291,27 @@ def test_a_dump_compressed_twice_is_refused_as_such(tmp_path: Path, sqlite_url: 
 async def _fill(url: str) -> None:
     async with open_store(url) as store:
         await store.store_event("s", "1", "e1", {"x": 1})
+
+
+def test_a_seq_beyond_64_bits_is_a_rejected_line(tmp_path: Path, sqlite_url: str) -> None:
+    # The staging table binds seq as a 64-bit integer: one such line used to end the
+    # whole import in an OverflowError traceback, with nothing imported.
+    too_big = (
+        '{"session_id":"L","id":"a","data":1,"timestamp":10,"stream_id":"s",'
+        '"seq":9223372036854775808}'
+    )
+    fine = '{"session_id":"L","id":"b","data":1,"timestamp":10,"stream_id":"s","seq":1}'
+    dump = write_lines(tmp_path / "seq.jsonl", [too_big, fine])
+
+    result = run_cli("import", str(dump), "--url", sqlite_url)
+
+    assert result.exit_code == 3, result.output
+    assert stored(sqlite_url) == [("L", "s", 1, "b", 1, 10)]
+    rejects = (tmp_path / "seq.jsonl.rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(r) for r in rejects] == [
+        {
+            "line": 1,
+            "reason": "seq must be an int from 1 to 2**63-1, not 9223372036854775808",
+            "source": too_big,
+        }
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from eventstore.transfer.records import Reject, SourceEvent, parse_line, parse_row
@@ -47,6 +49,10 @@ def test_blank_lines_are_not_events() -> None:
             "timestamp must be epoch milliseconds (a number from 0 to 2**63-1)",
         ),
         ('{"session_id": "s", "id": "e", "data": 1, "timestamp": 1, "seq": 0}', "seq must"),
+        (
+            '{"session_id": "s", "id": "e", "data": 1, "timestamp": 1, "seq": 9223372036854775808}',
+            "seq must be an int from 1 to 2**63-1, not 9223372036854775808",
+        ),
         ('{"session_id": " ", "id": "e", "data": 1, "timestamp": 1}', "session_id must not"),
         ('{"session_id": "s", "id": 5, "data": 1, "timestamp": 1}', "id must be a str"),
         ('{"session_id": "s", "id": "e\\u0000", "data": 1, "timestamp": 1}', "NUL"),
@@ -60,6 +66,33 @@ def test_bad_lines_are_rejected_with_the_reason(text: str, reason: str) -> None:
     assert rejected.position == 7
     assert reason in rejected.reason
     assert rejected.source == text
+
+
+@pytest.mark.parametrize("field", ["data", "timestamp", "seq"])
+def test_an_integer_python_will_not_read_is_a_rejected_line(field: str) -> None:
+    # Valid JSON, but json.loads raises a plain ValueError (not JSONDecodeError) for an
+    # integer over sys.get_int_max_str_digits() digits: it used to end the import.
+    record = '{"session_id": "s", "id": "e", "data": 1, "timestamp": 1, "seq": 1}'
+    text = record.replace(f'"{field}": 1', f'"{field}": {"9" * 5000}')
+
+    rejected = line(text)
+
+    assert isinstance(rejected, Reject)
+    assert rejected.reason == (
+        f"the line holds an integer with more than {sys.get_int_max_str_digits()} digits, "
+        "which Python will not read"
+    )
+    assert rejected.source == text
+
+
+def test_a_row_whose_data_holds_an_integer_python_will_not_read_is_rejected() -> None:
+    row = {"id": 9, "session_id": "s", "event_id": "e", "data": "9" * 5000, "timestamp": 4}
+    rejected = parse_row(9, row, LIMIT)
+    assert isinstance(rejected, Reject)
+    assert rejected.reason == (
+        f"data holds an integer with more than {sys.get_int_max_str_digits()} digits, "
+        "which Python will not read"
+    )
 
 
 def test_a_line_that_is_not_utf8_is_rejected() -> None:

@@ -61,6 +61,25 @@ def test_demo_rejects_too_few_steps_by_name(sqlite_url: str, steps: str) -> None
     assert "Invalid value for --steps: must be at least 2" in result.stderr
 
 
+@pytest.mark.parametrize("steps", ["1001", "10000", "100000000000000000000"])
+def test_demo_rejects_more_steps_than_it_can_run_in_time(sqlite_url: str, steps: str) -> None:
+    # 10000 steps used to run into the demo's own time limit and report failed checks
+    # as if the store had lost events; 10**20 ended in an OverflowError traceback.
+    result = run_command("demo", "--url", sqlite_url, "--steps", steps)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for --steps: must be at most 1000, not {steps} (more would "
+        "not finish within the demo's time limits)"
+    )
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_demo_runs_the_most_steps_it_allows(sqlite_url: str) -> None:
+    result = run_command("demo", "--url", sqlite_url, "--steps", "1000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 13 checks passed" in result.stdout
+
+
 class OneSharedSession(SessionEventStore):
     """What the SDK's example store amounts to: every session in one namespace."""
 

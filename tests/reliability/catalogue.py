@@ -123,6 +123,10 @@ NOT_JSON: dict[str, Any] = {
     "none-key": {None: 1},
     "bool-key": {True: 1},
     "tuple-key": {(1,): 1},
+    # Two code points that JSON and UTF-8 would join into one character.
+    "surrogate-pair": "\ud800\udfff",
+    "surrogate-pair-value": {"k": "\ud83d\ude00"},
+    "surrogate-pair-key": {"\ud800\udc00": 1},
     "decimal": decimal.Decimal("1.5"),
     "datetime": datetime.datetime(2024, 1, 1),
     "function": len,

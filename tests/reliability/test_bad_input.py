@@ -242,3 +242,34 @@ async def test_an_integer_too_long_for_json_is_named_without_python_advice(
         await store.store_event("long-int", "a", "e", {"n": 10**5000})
     assert "set_int_max_str_digits" not in str(raised.value)
     assert await store.get_stream_events("long-int", "a") == []
+
+
+@pytest.mark.parametrize(
+    ("data", "pair", "joined"),
+    [
+        ("\ud800\udfff", "'\\ud800\\udfff'", "'\\U000103ff'"),
+        ({"k": "\ud83d\ude00"}, "'\\ud83d\\ude00'", "'\U0001f600'"),
+        ({"\ud800\udc00": 1}, "'\\ud800\\udc00'", "'\U00010000'"),
+        (["ok", {"k": ["x\udbff\udfffy"]}], "'\\udbff\\udfff'", "'\\U0010ffff'"),
+    ],
+    ids=["str", "value", "key", "nested"],
+)
+async def test_a_surrogate_pair_as_two_code_points_is_named_as_such(
+    store: EventStore, data: Any, pair: str, joined: str
+) -> None:
+    # It used to be blamed on a tuple or a non-str key, which the data did not hold.
+    with pytest.raises(InvalidInputError) as raised:
+        await store.store_event("pair", "a", "e", data)
+    assert str(raised.value).startswith(
+        f"data would not replay as given: a string in it holds the surrogate code points "
+        f"{pair} as two characters, which JSON and UTF-8 join into the one character {joined};"
+    )
+    assert await store.get_stream_events("pair", "a") == []
+
+
+@pytest.mark.parametrize("data", [(1, 2), {1: "a"}, {"k": ["\ud800", (1,)]}], ids=repr)
+async def test_a_tuple_or_a_key_that_is_not_a_str_is_named_as_such(
+    store: EventStore, data: Any
+) -> None:
+    with pytest.raises(InvalidInputError, match="it holds a tuple or a dict key that is not a"):
+        await store.store_event("tuple", "a", "e", data)
