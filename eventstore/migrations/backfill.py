@@ -512,13 +512,15 @@ _PG_BAD_IDS = "SELECT id, data IS NULL FROM events WHERE NOT_JSON ORDER BY id".r
 _SQLITE_BAD_IDS = "SELECT id, data IS NULL FROM events WHERE NOT_JSON ORDER BY id".replace(
     "NOT_JSON", _SQLITE_NOT_JSON
 )
+# Whatever the column's type: a json or jsonb column holds numbers the reader refuses
+# too (json keeps 1e400 as written, jsonb a 4,301-digit integer), and fix_data_type()
+# keeps their text as it is. to_json(data::text) is the JSON string of the text the
+# reader would get; PostgreSQL assigns a json value to a text column (as its text) and
+# to a jsonb one, where a text value would not be assigned to a json column.
 _PG_QUOTE_BAD = """DO $$
 BEGIN
     UPDATE events SET data = 'null' WHERE data IS NULL;
-    IF (SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema()
-        AND table_name = 'events' AND column_name = 'data') NOT IN ('json', 'jsonb') THEN
-        UPDATE events SET data = to_json(data)::text WHERE NOT_JSON;
-    END IF;
+    UPDATE events SET data = to_json(data::text) WHERE NOT_JSON;
 END
 $$""".replace("NOT_JSON", _PG_NOT_JSON)
 # Data that is not UTF-8 becomes its SQL literal (X'22FF22'), then a JSON string of it;
