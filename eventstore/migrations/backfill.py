@@ -271,15 +271,27 @@ $$""".replace("CONDITION", condition)
     )
 
 
+def _sqlite_refusal(label: str, condition: str) -> str:
+    """A script's statement that stops it at the first row matching ``condition``;
+    ``label`` says why, in the comment and the text it fails on. Both are constants of
+    this module (no input reaches them).
+
+    A SQLite script cannot raise an error of its own outside a trigger: json() of text
+    that is not JSON fails with "malformed JSON" and stops the script there.
+    """
+    return """-- stops with 'malformed JSON' if a legacy row is one the upgrade refuses (LABEL);
+-- list those rows with this SELECT, selecting id instead
+SELECT json('LABEL: events.id ' || id) FROM events WHERE CONDITION""".replace(
+        "LABEL", label
+    ).replace("CONDITION", condition)
+
+
 _PG_REFUSE_MISSING = _pg_refusal(
     _MISSING,
     "legacy rows have no session_id, event_id or timestamp (NULL): events.id %; nothing "
     "was changed: fill in or delete them, then run the upgrade again",
 )
-_SQLITE_REFUSE_MISSING = """-- stops with 'malformed JSON' if a legacy row has no session_id,
--- event_id or timestamp; list those rows with SELECT id FROM events WHERE MISSING
-SELECT json('no session_id, event_id or timestamp: events.id ' || id) FROM events
-WHERE MISSING""".replace("MISSING", _MISSING)
+_SQLITE_REFUSE_MISSING = _sqlite_refusal("no session_id, event_id or timestamp", _MISSING)
 
 
 def check_required() -> None:
@@ -339,11 +351,7 @@ _PG_REFUSE_TIMESTAMPS = _pg_refusal(
     "holds (NaN, Infinity, beyond 2^63): events.id %; nothing was changed: fix or "
     "delete them, then run the upgrade again",
 )
-_SQLITE_REFUSE_TIMESTAMPS = """-- stops with 'malformed JSON' if a legacy row's timestamp is not
--- a number a BIGINT holds; list those rows with this SELECT, selecting id instead
-SELECT json('bad timestamp: events.id ' || id) FROM events WHERE BAD""".replace(
-    "BAD", _SQLITE_BAD_TIMESTAMP
-)
+_SQLITE_REFUSE_TIMESTAMPS = _sqlite_refusal("bad timestamp", _SQLITE_BAD_TIMESTAMP)
 _TIMESTAMP_REFUSAL = (
     "{count} legacy row(s) have a timestamp that is not a number of epoch milliseconds "
     "the store can hold (a whole part from -2^63 to 2^63-1; not NaN, Infinity or "
@@ -539,13 +547,7 @@ _PG_REFUSE_BAD = _pg_refusal(
     "legacy rows hold data that is not JSON: events.id %; nothing was changed: fix or "
     "delete them, or generate the script with --invalid-data string",
 )
-# SQLite scripts cannot raise an error of their own outside a trigger: json() of a row
-# that is not JSON fails with "malformed JSON" and stops the script there.
-_SQLITE_REFUSE_BAD = """-- stops with 'malformed JSON' if a legacy row's data is not JSON the
--- store can read; list those rows with this SELECT, selecting id instead
-SELECT json('not JSON: events.id ' || id) FROM events WHERE NOT_JSON""".replace(
-    "NOT_JSON", _SQLITE_NOT_JSON
-)
+_SQLITE_REFUSE_BAD = _sqlite_refusal("not JSON", _SQLITE_NOT_JSON)
 
 _REFUSAL = (
     "{count} legacy row(s) hold data that is not JSON (RFC 8259), which the store could "
