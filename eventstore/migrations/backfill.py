@@ -404,7 +404,9 @@ def _shown(ids: list[int]) -> str:
 #: rounds to the even one, infinity).
 FLOAT_LIMIT = 2**1024 - 2**970
 #: Most digits of an integer the reader converts (0: no limit), as this process has it.
-INT_DIGITS = sys.get_int_max_str_digits()
+#: Python before 3.10.7 has no such limit, nor the function that tells it.
+_get_int_digits = getattr(sys, "get_int_max_str_digits", None)
+INT_DIGITS: int = _get_int_digits() if _get_int_digits is not None else 0
 
 # ``data::json`` is cast again inside: PL/pgSQL only reaches it when the cast passed.
 _PG_IS_JSON = """
@@ -552,7 +554,7 @@ _SQLITE_REFUSE_BAD = _sqlite_refusal("not JSON", _SQLITE_NOT_JSON)
 _REFUSAL = (
     "{count} legacy row(s) hold data that is not JSON (RFC 8259), which the store could "
     "not replay: events.id {ids}. (The store reads UTF-8 text without NUL bytes, "
-    "numbers within a float's range and integers of up to {digits} digits; a SQLite "
+    "numbers within a float's range and integers of {digits}; a SQLite "
     "BLOB is not text.) No row or table was changed (at most, the database "
     "was stamped 0001, the legacy baseline). Fix or delete those rows and run the "
     "upgrade again, or re-run it with --invalid-data string (alembic: -x "
@@ -596,7 +598,8 @@ def check_data() -> None:
         return
     if mode == "refuse":
         ids = [row[0] for row in rows]
-        raise SchemaError(_REFUSAL.format(count=len(ids), ids=_shown(ids), digits=INT_DIGITS))
+        digits = f"up to {INT_DIGITS} digits" if INT_DIGITS else "any length"
+        raise SchemaError(_REFUSAL.format(count=len(ids), ids=_shown(ids), digits=digits))
     for statement in (_PG_QUOTE_BAD,) if postgresql else _SQLITE_QUOTE_BAD:
         bind.exec_driver_sql(statement)
     quoted = [row[0] for row in rows if not row[1]]

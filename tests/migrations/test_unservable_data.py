@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,25 @@ def test_a_script_converts_what_the_reader_refuses_in_a_json_column(
 
     assert ran.returncode == 0, ran.stderr
     _assert_converted(postgres_url, rows)
+
+
+def test_migrate_runs_on_a_python_without_a_limit_on_digits(sqlite_url: str) -> None:
+    # Python before 3.10.7, which the package supports, reads integers of any length
+    # and has no sys.get_int_max_str_digits; this process lacks only the function.
+    asyncio.run(create_unversioned_legacy(sqlite_url, [("s1", "bad", "{not json", 10)]))
+    code = "import sys; del sys.get_int_max_str_digits; from eventstore.cli import main; main()"
+
+    ran = subprocess.run(
+        [sys.executable, "-c", code, "migrate", "--url", sqlite_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "Traceback" not in ran.stderr
+    output = " ".join((ran.stdout + ran.stderr).split())
+    assert "1 legacy row(s) hold data that is not JSON (RFC 8259)" in output
+    assert "integers of any length" in output
+    _assert_untouched(sqlite_url)
