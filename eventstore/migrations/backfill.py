@@ -271,15 +271,27 @@ $$""".replace("CONDITION", condition)
     )
 
 
+def _sqlite_refusal(label: str, condition: str) -> str:
+    """A script's statement that stops it at the first row matching ``condition``;
+    ``label`` says why, in the comment and the text it fails on. Both are constants of
+    this module (no input reaches them).
+
+    A SQLite script cannot raise an error of its own outside a trigger: json() of text
+    that is not JSON fails with "malformed JSON" and stops the script there.
+    """
+    return """-- stops with 'malformed JSON' if a legacy row is one the upgrade refuses (LABEL);
+-- list those rows with this SELECT, selecting id instead
+SELECT json('LABEL: events.id ' || id) FROM events WHERE CONDITION""".replace(
+        "LABEL", label
+    ).replace("CONDITION", condition)
+
+
 _PG_REFUSE_MISSING = _pg_refusal(
     _MISSING,
     "legacy rows have no session_id, event_id or timestamp (NULL): events.id %; nothing "
     "was changed: fill in or delete them, then run the upgrade again",
 )
-_SQLITE_REFUSE_MISSING = """-- stops with 'malformed JSON' if a legacy row has no session_id,
--- event_id or timestamp; list those rows with SELECT id FROM events WHERE MISSING
-SELECT json('no session_id, event_id or timestamp: events.id ' || id) FROM events
-WHERE MISSING""".replace("MISSING", _MISSING)
+_SQLITE_REFUSE_MISSING = _sqlite_refusal("no session_id, event_id or timestamp", _MISSING)
 
 
 def check_required() -> None:
@@ -339,11 +351,7 @@ _PG_REFUSE_TIMESTAMPS = _pg_refusal(
     "holds (NaN, Infinity, beyond 2^63): events.id %; nothing was changed: fix or "
     "delete them, then run the upgrade again",
 )
-_SQLITE_REFUSE_TIMESTAMPS = """-- stops with 'malformed JSON' if a legacy row's timestamp is not
--- a number a BIGINT holds; list those rows with this SELECT, selecting id instead
-SELECT json('bad timestamp: events.id ' || id) FROM events WHERE BAD""".replace(
-    "BAD", _SQLITE_BAD_TIMESTAMP
-)
+_SQLITE_REFUSE_TIMESTAMPS = _sqlite_refusal("bad timestamp", _SQLITE_BAD_TIMESTAMP)
 _TIMESTAMP_REFUSAL = (
     "{count} legacy row(s) have a timestamp that is not a number of epoch milliseconds "
     "the store can hold (a whole part from -2^63 to 2^63-1; not NaN, Infinity or "
@@ -396,7 +404,9 @@ def _shown(ids: list[int]) -> str:
 #: rounds to the even one, infinity).
 FLOAT_LIMIT = 2**1024 - 2**970
 #: Most digits of an integer the reader converts (0: no limit), as this process has it.
-INT_DIGITS = sys.get_int_max_str_digits()
+#: Python before 3.10.7 has no such limit, nor the function that tells it.
+_get_int_digits = getattr(sys, "get_int_max_str_digits", None)
+INT_DIGITS: int = _get_int_digits() if _get_int_digits is not None else 0
 
 # ``data::json`` is cast again inside: PL/pgSQL only reaches it when the cast passed.
 _PG_IS_JSON = """
@@ -512,13 +522,15 @@ _PG_BAD_IDS = "SELECT id, data IS NULL FROM events WHERE NOT_JSON ORDER BY id".r
 _SQLITE_BAD_IDS = "SELECT id, data IS NULL FROM events WHERE NOT_JSON ORDER BY id".replace(
     "NOT_JSON", _SQLITE_NOT_JSON
 )
+# Whatever the column's type: a json or jsonb column holds numbers the reader refuses
+# too (json keeps 1e400 as written, jsonb a 4,301-digit integer), and fix_data_type()
+# keeps their text as it is. to_json(data::text) is the JSON string of the text the
+# reader would get; PostgreSQL assigns a json value to a text column (as its text) and
+# to a jsonb one, where a text value would not be assigned to a json column.
 _PG_QUOTE_BAD = """DO $$
 BEGIN
     UPDATE events SET data = 'null' WHERE data IS NULL;
-    IF (SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema()
-        AND table_name = 'events' AND column_name = 'data') NOT IN ('json', 'jsonb') THEN
-        UPDATE events SET data = to_json(data)::text WHERE NOT_JSON;
-    END IF;
+    UPDATE events SET data = to_json(data::text) WHERE NOT_JSON;
 END
 $$""".replace("NOT_JSON", _PG_NOT_JSON)
 # Data that is not UTF-8 becomes its SQL literal (X'22FF22'), then a JSON string of it;
@@ -537,18 +549,12 @@ _PG_REFUSE_BAD = _pg_refusal(
     "legacy rows hold data that is not JSON: events.id %; nothing was changed: fix or "
     "delete them, or generate the script with --invalid-data string",
 )
-# SQLite scripts cannot raise an error of their own outside a trigger: json() of a row
-# that is not JSON fails with "malformed JSON" and stops the script there.
-_SQLITE_REFUSE_BAD = """-- stops with 'malformed JSON' if a legacy row's data is not JSON the
--- store can read; list those rows with this SELECT, selecting id instead
-SELECT json('not JSON: events.id ' || id) FROM events WHERE NOT_JSON""".replace(
-    "NOT_JSON", _SQLITE_NOT_JSON
-)
+_SQLITE_REFUSE_BAD = _sqlite_refusal("not JSON", _SQLITE_NOT_JSON)
 
 _REFUSAL = (
     "{count} legacy row(s) hold data that is not JSON (RFC 8259), which the store could "
     "not replay: events.id {ids}. (The store reads UTF-8 text without NUL bytes, "
-    "numbers within a float's range and integers of up to {digits} digits; a SQLite "
+    "numbers within a float's range and integers of {digits}; a SQLite "
     "BLOB is not text.) No row or table was changed (at most, the database "
     "was stamped 0001, the legacy baseline). Fix or delete those rows and run the "
     "upgrade again, or re-run it with --invalid-data string (alembic: -x "
@@ -592,7 +598,8 @@ def check_data() -> None:
         return
     if mode == "refuse":
         ids = [row[0] for row in rows]
-        raise SchemaError(_REFUSAL.format(count=len(ids), ids=_shown(ids), digits=INT_DIGITS))
+        digits = f"up to {INT_DIGITS} digits" if INT_DIGITS else "any length"
+        raise SchemaError(_REFUSAL.format(count=len(ids), ids=_shown(ids), digits=digits))
     for statement in (_PG_QUOTE_BAD,) if postgresql else _SQLITE_QUOTE_BAD:
         bind.exec_driver_sql(statement)
     quoted = [row[0] for row in rows if not row[1]]
