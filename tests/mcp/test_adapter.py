@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 from mcp.server.streamable_http import EventMessage
 from mcp.types import JSONRPCMessage
 from pydantic import TypeAdapter
 
-from eventstore import EventStore, InMemoryEventStore, StoredEvent, open_store
+from eventstore import (
+    ApplyResult,
+    ClearStream,
+    EventStore,
+    InMemoryEventStore,
+    StoredEvent,
+    WriteRequest,
+    open_store,
+)
 from eventstore.mcp import SessionEventStore
 from eventstore.mcp.adapter import MAX_RESUMABLE_STREAM_ID_LENGTH, REPLAY_PAGE
 from eventstore.mcp.ids import stream_key
@@ -437,3 +445,47 @@ async def test_a_finished_stream_is_not_dropped_under_a_replay_reading_it(
     assert len(sent) == 2 * REPLAY_PAGE + 1  # every page, and the response
     await asyncio.sleep(1.5)  # once the replay is over, the drop goes ahead
     assert await store.get_stream_events("s", "1") == []
+
+
+class SlowClearStore(InMemoryEventStore):
+    """A database that takes a while to clear a stream (directly or in a worker's batch)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.clearing = asyncio.Event()
+        self.cleared = asyncio.Event()
+
+    async def apply(self, requests: Sequence[WriteRequest]) -> list[ApplyResult]:
+        if not any(isinstance(request, ClearStream) for request in requests):
+            return await super().apply(requests)
+        self.clearing.set()
+        await asyncio.sleep(self.seconds)
+        results = await super().apply(requests)
+        self.cleared.set()
+        return results
+
+
+@pytest.mark.parametrize("via_worker", [False, True])
+async def test_a_request_id_used_again_while_its_old_stream_is_dropped_keeps_its_events(
+    via_worker: bool,
+) -> None:
+    store = SlowClearStore(0.3)
+    async with PersistenceWorker(store) as worker:
+        adapter = SessionEventStore(
+            store, "s", worker=worker if via_worker else None, finished_stream_ttl=0.1
+        )
+        await adapter.store_event("1", response(1, "first call"))
+        # Its client resumed once: the stream's newest event is that resume's priming
+        # event, which the drop deletes and so must not be handed to the new request.
+        await adapter.store_event("1", None)
+        await settled(adapter)
+        await asyncio.wait_for(store.clearing.wait(), 10)  # the drop is under way
+        primed = await adapter.store_event("1", None)  # a new request with id 1
+        step = await adapter.store_event("1", progress(1))
+        await settled(adapter)
+        await asyncio.wait_for(store.cleared.wait(), 10)
+        assert [e.id for e in await store.get_stream_events("s", "1")] == [primed, step]
+        sent = Collector()
+        assert await adapter.replay_events_after(primed, sent) == "1"
+        assert [event.event_id for event in sent.sent] == [step]
