@@ -100,7 +100,8 @@ class SessionEventStore(SdkEventStore):
       that many seconds after its response was stored, with this adapter's state for
       it. A priming event on it (a resume, or the request id used again) starts that
       wait again, a message stops it (the id's new request), and a drop waits for the
-      replays of the stream under way. An event of the stream stored while its drop is
+      replays of the stream under way (one that starts during the drop waits for it, and
+      then finds nothing). An event of the stream stored while its drop is
       under way waits until the drop can no longer take it (without ``worker``, until
       the stream is cleared), so the id's new request keeps its events. A session with
       many requests then holds only the recent ones. A client that missed the response and
@@ -337,6 +338,10 @@ class SessionEventStore(SdkEventStore):
         if key is None:
             log.debug("session %s: ignoring malformed Last-Event-ID", self.session_id)
             return None
+        while (dropping := self._dropping.get(key)) is not None and not dropping[1].done():
+            # Too late for this resume: read now, the stream could vanish between two
+            # pages, after some were sent. Once it is dropped, nothing is sent.
+            await asyncio.wait({dropping[1]})
         stream_id = self._hashed_streams.get(key) if is_hashed(key) else key
         if stream_id is None:
             log.debug("session %s: Last-Event-ID names no stream of this session", self.session_id)

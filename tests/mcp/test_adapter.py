@@ -489,3 +489,28 @@ async def test_a_request_id_used_again_while_its_old_stream_is_dropped_keeps_its
         sent = Collector()
         assert await adapter.replay_events_after(primed, sent) == "1"
         assert [event.event_id for event in sent.sent] == [step]
+
+
+@pytest.mark.parametrize("via_worker", [False, True])
+async def test_a_replay_that_starts_while_its_stream_is_dropped_is_not_cut_short(
+    via_worker: bool,
+) -> None:
+    store = SlowClearStore(0.3)
+    async with PersistenceWorker(store) as worker:
+        adapter = SessionEventStore(
+            store, "s", worker=worker if via_worker else None, finished_stream_ttl=0.1
+        )
+        first = await adapter.store_event("1", progress(0))
+        for n in range(1, 2 * REPLAY_PAGE):
+            await adapter.store_event("1", progress(n))
+        await adapter.store_event("1", response(1, "done"))
+        await asyncio.wait_for(store.clearing.wait(), 10)  # the drop is under way
+        sent: list[EventMessage] = []
+
+        async def slow_client(event: EventMessage) -> None:
+            sent.append(event)
+            await asyncio.sleep(0.002)  # a page outlasts the clear
+
+        # Too late to resume: nothing, rather than a first page and then a refusal.
+        assert await adapter.replay_events_after(first, slow_client) is None
+        assert sent == []
