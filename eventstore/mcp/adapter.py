@@ -205,6 +205,11 @@ class SessionEventStore(SdkEventStore):
         if message is None and (reused := self._reusable_priming(key)) is not None:
             # The stream's newest event is already a priming event with nothing after
             # it: the same cursor again, and no second row to count against the cap.
+            if self.finished_stream_ttl is not None:
+                # Still a resume: its client is back, so a finished stream's wait starts
+                # anew (else it is dropped a TTL after the first resume, under a client
+                # that just reconnected).
+                self._note_message(key, self._minted[key][1], None)
             return reused
         counter, event_id = self._ids.mint_numbered(key)
         self._minted[key] = (self._minted.get(key, (counter, counter))[0], counter)

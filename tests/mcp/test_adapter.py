@@ -514,3 +514,24 @@ async def test_a_replay_that_starts_while_its_stream_is_dropped_is_not_cut_short
         # Too late to resume: nothing, rather than a first page and then a refusal.
         assert await adapter.replay_events_after(first, slow_client) is None
         assert sent == []
+
+
+@pytest.mark.parametrize("via_worker", [False, True])
+async def test_a_resume_whose_priming_event_is_reused_starts_the_wait_anew(
+    via_worker: bool,
+) -> None:
+    store = InMemoryEventStore()
+    async with PersistenceWorker(store) as worker:
+        ttl = 600.0  # the timer's deadline is checked, not waited for
+        adapter = SessionEventStore(
+            store, "s", worker=worker if via_worker else None, finished_stream_ttl=ttl
+        )
+        await adapter.store_event("1", response(1, "done"))
+        resumed = await adapter.store_event("1", None)  # a client that lost the response
+        await settled(adapter)
+        await asyncio.sleep(0.05)
+        now = asyncio.get_running_loop().time()
+        # The client drops again having missed nothing, and reconnects: the same cursor.
+        assert await adapter.store_event("1", None) == resumed
+        timer = adapter._finished["1"][1]
+        assert timer.when() >= now + ttl  # not the first resume's deadline
