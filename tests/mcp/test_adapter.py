@@ -24,6 +24,7 @@ from eventstore.mcp import SessionEventStore
 from eventstore.mcp.adapter import MAX_RESUMABLE_STREAM_ID_LENGTH, REPLAY_PAGE
 from eventstore.mcp.ids import stream_key
 from eventstore.worker import PersistenceWorker
+from tests.mcp.conftest import eventually
 from tests.pgcluster import PostgresCluster
 
 MESSAGE: TypeAdapter[JSONRPCMessage] = TypeAdapter(JSONRPCMessage)
@@ -382,7 +383,7 @@ async def test_a_finished_requests_stream_is_dropped_after_its_ttl(
     async with PersistenceWorker(store) as worker:
         await _finished_stream_is_dropped(
             SessionEventStore(
-                store, "s", worker=worker if via_worker else None, finished_stream_ttl=0.3
+                store, "s", worker=worker if via_worker else None, finished_stream_ttl=1.0
             ),
             store,
         )
@@ -393,12 +394,16 @@ async def _finished_stream_is_dropped(adapter: SessionEventStore, store: EventSt
     await adapter.store_event("1", progress(1))
     await adapter.store_event("1", response(1, "done"))
     running = await adapter.store_event("2", progress(1))  # no response yet
-    # Within the TTL a client that missed the response still gets it.
+    # Within the TTL (a second is plenty for these few writes) a client that missed the
+    # response still gets it.
     sent = Collector()
     assert await adapter.replay_events_after(first, sent) == "1"
     assert len(sent.sent) == 2
-    await asyncio.sleep(0.6)
-    assert await store.get_stream_events("s", "1") == []
+
+    async def dropped() -> bool:
+        return await store.get_stream_events("s", "1") == []
+
+    await eventually(dropped)
     assert await adapter.replay_events_after(first, Collector()) is None
     assert "1" not in adapter._minted and "1" not in adapter._newest  # no state kept
     assert len(await store.get_stream_events("s", "2")) == 1
@@ -408,21 +413,24 @@ async def _finished_stream_is_dropped(adapter: SessionEventStore, store: EventSt
 async def test_a_request_id_used_again_before_the_ttl_keeps_its_new_stream(
     store: EventStore,
 ) -> None:
-    adapter = SessionEventStore(store, "s", finished_stream_ttl=0.3)
+    adapter = SessionEventStore(store, "s", finished_stream_ttl=1.0)
     await adapter.store_event("1", response(1, "first call"))
     await asyncio.sleep(0.1)
     again = await adapter.store_event("1", progress(1))  # a new request with id 1
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.3)  # past the first call's deadline
     assert [e.id for e in await store.get_stream_events("s", "1")][-1] == again
 
 
 async def test_a_request_id_used_again_keeps_its_new_priming_event(store: EventStore) -> None:
-    adapter = SessionEventStore(store, "s", finished_stream_ttl=0.4)
+    adapter = SessionEventStore(store, "s", finished_stream_ttl=1.5)
     await adapter.store_event("1", response(1, "first call"))
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
     primed = await adapter.store_event("1", None)  # the new call's priming event
-    await asyncio.sleep(0.35)  # the first call's timer would have fired by now
-    await adapter.store_event("1", progress(1))  # the new call's tool speaks at last
+    # The new call's tool speaks at last: 0.3 s after the first call's deadline (its
+    # timer would have dropped the stream by then), 0.7 s before the priming event's
+    # (room for a slow machine: a sleep only ever overruns).
+    await asyncio.sleep(0.8)
+    await adapter.store_event("1", progress(1))
     ids = [e.id for e in await store.get_stream_events("s", "1")]
     assert primed in ids  # a client that dropped after the priming event can resume
 
