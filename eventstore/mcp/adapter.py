@@ -27,7 +27,7 @@ from eventstore.errors import EventStoreError, StoreUnavailableError, UnknownCur
 from eventstore.events import StoredEvent
 from eventstore.mcp.ids import EventIds, is_hashed, parse_event_id, stream_key, stream_key_of
 from eventstore.mcp.reattach import StreamAttachments
-from eventstore.requests import StoreEvent
+from eventstore.requests import ClearStream, StoreEvent
 from eventstore.store import EventStore
 from eventstore.worker import PersistenceWorker
 from eventstore.worker.retry import OutageRetrier
@@ -100,8 +100,11 @@ class SessionEventStore(SdkEventStore):
       that many seconds after its response was stored, with this adapter's state for
       it. A priming event on it (a resume, or the request id used again) starts that
       wait again, a message stops it (the id's new request), and a drop waits for the
-      replays of the stream under way; a session with many
-      requests then holds only the recent ones. A client that missed the response and
+      replays of the stream under way (one that starts during the drop waits for it, and
+      then finds nothing). An event of the stream stored while its drop is
+      under way waits until the drop can no longer take it (without ``worker``, until
+      the stream is cleared), so the id's new request keeps its events. A session with
+      many requests then holds only the recent ones. A client that missed the response and
       comes back later finds nothing to resume (``None``), as after a trimmed cursor.
     * **Failures.** A failed write is logged and does not propagate: the SDK would
       otherwise stop routing every later message of the session. The event still goes
@@ -154,9 +157,11 @@ class SessionEventStore(SdkEventStore):
         # Per stream: when a refused resume of it was last logged at WARNING.
         self._warned: dict[str, float] = {}
         # Per stream whose last message is a response: that message's id counter, and
-        # the timer that drops the stream; and the drops under way.
+        # the timer that drops the stream.
         self._finished: dict[str, tuple[int, asyncio.TimerHandle]] = {}
-        self._dropping: set[asyncio.Task[None]] = set()
+        # Per stream being dropped: set once its new events can no longer be caught by
+        # the drop, and the drop's task.
+        self._dropping: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         # Per stream: replays of it under way (its drop waits for them).
         self._replaying: dict[str, int] = {}
         # Whether a client has had the standalone GET stream (its messages are stored
@@ -179,6 +184,11 @@ class SessionEventStore(SdkEventStore):
             # the SDK delivers this message nowhere: stored, it would only pile up.
             return self._ids.mint_numbered(stream_key(stream_id))[1]
         key = stream_key(stream_id)
+        while (dropping := self._dropping.get(key)) is not None and not dropping[0].is_set():
+            # The request id came back while its old stream is being dropped: stored
+            # now, the new request's events would be deleted with the old ones (and the
+            # state kept for the old stream would be handed to the new one).
+            await dropping[0].wait()
         if is_hashed(key) and key not in self._hashed_streams and key not in self._broken:
             if len(stream_id) > MAX_RESUMABLE_STREAM_ID_LENGTH:
                 # A replay must hand the SDK its stream id back, so the adapter keeps
@@ -195,6 +205,11 @@ class SessionEventStore(SdkEventStore):
         if message is None and (reused := self._reusable_priming(key)) is not None:
             # The stream's newest event is already a priming event with nothing after
             # it: the same cursor again, and no second row to count against the cap.
+            if self.finished_stream_ttl is not None:
+                # Still a resume: its client is back, so a finished stream's wait starts
+                # anew (else it is dropped a TTL after the first resume, under a client
+                # that just reconnected).
+                self._note_message(key, self._minted[key][1], None)
             return reused
         counter, event_id = self._ids.mint_numbered(key)
         self._minted[key] = (self._minted.get(key, (counter, counter))[0], counter)
@@ -328,6 +343,10 @@ class SessionEventStore(SdkEventStore):
         if key is None:
             log.debug("session %s: ignoring malformed Last-Event-ID", self.session_id)
             return None
+        while (dropping := self._dropping.get(key)) is not None and not dropping[1].done():
+            # Too late for this resume: read now, the stream could vanish between two
+            # pages, after some were sent. Once it is dropped, nothing is sent.
+            await asyncio.wait({dropping[1]})
         stream_id = self._hashed_streams.get(key) if is_hashed(key) else key
         if stream_id is None:
             log.debug("session %s: Last-Event-ID names no stream of this session", self.session_id)
@@ -542,24 +561,51 @@ class SessionEventStore(SdkEventStore):
             self._finished[key] = (counter, timer)
             return
         del self._finished[key]
-        task = asyncio.get_running_loop().create_task(self._drop(key, counter))
-        self._dropping.add(task)
-        task.add_done_callback(self._dropping.discard)
+        writable = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(self._drop(key, writable))
+        self._dropping[key] = (writable, task)
+        task.add_done_callback(partial(self._dropped, key))
 
-    async def _drop(self, key: str, counter: int) -> None:
+    def _dropped(self, key: str, task: asyncio.Task[None]) -> None:
+        dropping = self._dropping.get(key)
+        if dropping is not None and dropping[1] is task:
+            dropping[0].set()
+            del self._dropping[key]
+
+    async def _drop(self, key: str, writable: asyncio.Event) -> None:
         """Clear a stream whose request was answered ``finished_stream_ttl`` ago: a
-        client that missed the response has resumed by then, or given up."""
+        client that missed the response has resumed by then, or given up.
+
+        New events of the stream wait (see :meth:`store_event`) until ``writable``.
+        """
+        was_broken = key in self._broken
         try:
             with anyio.CancelScope(shield=True):
-                await (self.worker or self.store).clear_stream(self.session_id, key)
+                # Its own writes still under way would otherwise land after the clear,
+                # or record the old stream's newest event after its state is forgotten.
+                await self._writes_settled(key)
+                if self.worker is None:
+                    await self.store.clear_stream(self.session_id, key)
+                    self._forget(key)
+                else:
+                    # The worker commits in queue order, so events queued after the clear
+                    # survive it: the new request need not wait for the commit (which,
+                    # in an outage, could take the worker's whole retry time).
+                    cleared = await self.worker.submit(ClearStream(self.session_id, key))
+                    self._forget(key)
+                    writable.set()
+                    await cleared
         except EventStoreError as exc:
+            if was_broken:
+                # Its events may still be there, hole and all.
+                self._broken.add(key)
             log.warning(
                 "session %s: could not drop the finished stream %r: %s", self.session_id, key, exc
             )
             return
         log.debug("session %s: dropped the finished stream %r", self.session_id, key)
-        if self._minted.get(key, (0, 0))[1] != counter:
-            return  # the request id came back meanwhile: its new stream keeps its state
+
+    def _forget(self, key: str) -> None:
         for state in (self._hashed_streams, self._newest, self._minted, self._warned):
             state.pop(key, None)
         self._broken.discard(key)

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 from mcp.server.streamable_http import EventMessage
 from mcp.types import JSONRPCMessage
 from pydantic import TypeAdapter
 
-from eventstore import EventStore, InMemoryEventStore, StoredEvent, open_store
+from eventstore import (
+    ApplyResult,
+    ClearStream,
+    EventStore,
+    InMemoryEventStore,
+    StoredEvent,
+    WriteRequest,
+    open_store,
+)
 from eventstore.mcp import SessionEventStore
 from eventstore.mcp.adapter import MAX_RESUMABLE_STREAM_ID_LENGTH, REPLAY_PAGE
 from eventstore.mcp.ids import stream_key
 from eventstore.worker import PersistenceWorker
+from tests.mcp.conftest import eventually
 from tests.pgcluster import PostgresCluster
 
 MESSAGE: TypeAdapter[JSONRPCMessage] = TypeAdapter(JSONRPCMessage)
@@ -374,7 +383,7 @@ async def test_a_finished_requests_stream_is_dropped_after_its_ttl(
     async with PersistenceWorker(store) as worker:
         await _finished_stream_is_dropped(
             SessionEventStore(
-                store, "s", worker=worker if via_worker else None, finished_stream_ttl=0.3
+                store, "s", worker=worker if via_worker else None, finished_stream_ttl=1.0
             ),
             store,
         )
@@ -385,12 +394,16 @@ async def _finished_stream_is_dropped(adapter: SessionEventStore, store: EventSt
     await adapter.store_event("1", progress(1))
     await adapter.store_event("1", response(1, "done"))
     running = await adapter.store_event("2", progress(1))  # no response yet
-    # Within the TTL a client that missed the response still gets it.
+    # Within the TTL (a second is plenty for these few writes) a client that missed the
+    # response still gets it.
     sent = Collector()
     assert await adapter.replay_events_after(first, sent) == "1"
     assert len(sent.sent) == 2
-    await asyncio.sleep(0.6)
-    assert await store.get_stream_events("s", "1") == []
+
+    async def dropped() -> bool:
+        return await store.get_stream_events("s", "1") == []
+
+    await eventually(dropped)
     assert await adapter.replay_events_after(first, Collector()) is None
     assert "1" not in adapter._minted and "1" not in adapter._newest  # no state kept
     assert len(await store.get_stream_events("s", "2")) == 1
@@ -400,21 +413,24 @@ async def _finished_stream_is_dropped(adapter: SessionEventStore, store: EventSt
 async def test_a_request_id_used_again_before_the_ttl_keeps_its_new_stream(
     store: EventStore,
 ) -> None:
-    adapter = SessionEventStore(store, "s", finished_stream_ttl=0.3)
+    adapter = SessionEventStore(store, "s", finished_stream_ttl=1.0)
     await adapter.store_event("1", response(1, "first call"))
     await asyncio.sleep(0.1)
     again = await adapter.store_event("1", progress(1))  # a new request with id 1
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.3)  # past the first call's deadline
     assert [e.id for e in await store.get_stream_events("s", "1")][-1] == again
 
 
 async def test_a_request_id_used_again_keeps_its_new_priming_event(store: EventStore) -> None:
-    adapter = SessionEventStore(store, "s", finished_stream_ttl=0.4)
+    adapter = SessionEventStore(store, "s", finished_stream_ttl=1.5)
     await adapter.store_event("1", response(1, "first call"))
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
     primed = await adapter.store_event("1", None)  # the new call's priming event
-    await asyncio.sleep(0.35)  # the first call's timer would have fired by now
-    await adapter.store_event("1", progress(1))  # the new call's tool speaks at last
+    # The new call's tool speaks at last: 0.3 s after the first call's deadline (its
+    # timer would have dropped the stream by then), 0.7 s before the priming event's
+    # (room for a slow machine: a sleep only ever overruns).
+    await asyncio.sleep(0.8)
+    await adapter.store_event("1", progress(1))
     ids = [e.id for e in await store.get_stream_events("s", "1")]
     assert primed in ids  # a client that dropped after the priming event can resume
 
@@ -437,3 +453,93 @@ async def test_a_finished_stream_is_not_dropped_under_a_replay_reading_it(
     assert len(sent) == 2 * REPLAY_PAGE + 1  # every page, and the response
     await asyncio.sleep(1.5)  # once the replay is over, the drop goes ahead
     assert await store.get_stream_events("s", "1") == []
+
+
+class SlowClearStore(InMemoryEventStore):
+    """A database that takes a while to clear a stream (directly or in a worker's batch)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.clearing = asyncio.Event()
+        self.cleared = asyncio.Event()
+
+    async def apply(self, requests: Sequence[WriteRequest]) -> list[ApplyResult]:
+        if not any(isinstance(request, ClearStream) for request in requests):
+            return await super().apply(requests)
+        self.clearing.set()
+        await asyncio.sleep(self.seconds)
+        results = await super().apply(requests)
+        self.cleared.set()
+        return results
+
+
+@pytest.mark.parametrize("via_worker", [False, True])
+async def test_a_request_id_used_again_while_its_old_stream_is_dropped_keeps_its_events(
+    via_worker: bool,
+) -> None:
+    store = SlowClearStore(0.3)
+    async with PersistenceWorker(store) as worker:
+        adapter = SessionEventStore(
+            store, "s", worker=worker if via_worker else None, finished_stream_ttl=0.1
+        )
+        await adapter.store_event("1", response(1, "first call"))
+        # Its client resumed once: the stream's newest event is that resume's priming
+        # event, which the drop deletes and so must not be handed to the new request.
+        await adapter.store_event("1", None)
+        await settled(adapter)
+        await asyncio.wait_for(store.clearing.wait(), 10)  # the drop is under way
+        primed = await adapter.store_event("1", None)  # a new request with id 1
+        step = await adapter.store_event("1", progress(1))
+        await settled(adapter)
+        await asyncio.wait_for(store.cleared.wait(), 10)
+        assert [e.id for e in await store.get_stream_events("s", "1")] == [primed, step]
+        sent = Collector()
+        assert await adapter.replay_events_after(primed, sent) == "1"
+        assert [event.event_id for event in sent.sent] == [step]
+
+
+@pytest.mark.parametrize("via_worker", [False, True])
+async def test_a_replay_that_starts_while_its_stream_is_dropped_is_not_cut_short(
+    via_worker: bool,
+) -> None:
+    store = SlowClearStore(0.3)
+    async with PersistenceWorker(store) as worker:
+        adapter = SessionEventStore(
+            store, "s", worker=worker if via_worker else None, finished_stream_ttl=0.1
+        )
+        first = await adapter.store_event("1", progress(0))
+        for n in range(1, 2 * REPLAY_PAGE):
+            await adapter.store_event("1", progress(n))
+        await adapter.store_event("1", response(1, "done"))
+        await asyncio.wait_for(store.clearing.wait(), 10)  # the drop is under way
+        sent: list[EventMessage] = []
+
+        async def slow_client(event: EventMessage) -> None:
+            sent.append(event)
+            await asyncio.sleep(0.002)  # a page outlasts the clear
+
+        # Too late to resume: nothing, rather than a first page and then a refusal.
+        assert await adapter.replay_events_after(first, slow_client) is None
+        assert sent == []
+
+
+@pytest.mark.parametrize("via_worker", [False, True])
+async def test_a_resume_whose_priming_event_is_reused_starts_the_wait_anew(
+    via_worker: bool,
+) -> None:
+    store = InMemoryEventStore()
+    async with PersistenceWorker(store) as worker:
+        ttl = 600.0  # the timer's deadline is checked, not waited for
+        adapter = SessionEventStore(
+            store, "s", worker=worker if via_worker else None, finished_stream_ttl=ttl
+        )
+        await adapter.store_event("1", response(1, "done"))
+        resumed = await adapter.store_event("1", None)  # a client that lost the response
+        await settled(adapter)
+        await asyncio.sleep(0.05)
+        now = asyncio.get_running_loop().time()
+        # The client drops again having missed nothing, and reconnects: the same cursor.
+        assert await adapter.store_event("1", None) == resumed
+        timer = adapter._finished["1"][1]
+        assert timer.when() >= now + ttl  # not the first resume's deadline
