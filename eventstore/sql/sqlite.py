@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Awaitable
 from functools import lru_cache
 from typing import Any
@@ -190,7 +191,12 @@ async def append_events(
     """
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None
-    return await _reserve_and_insert(driver, counts, rows, now)
+    try:
+        return await driver._execute(  # type: ignore[no-any-return]
+            _reserve_and_insert, driver._conn, counts, rows, now
+        )
+    except _StatementError as exc:
+        raise _driver_error(exc.statement, None, exc.error) from exc.error
 
 
 async def append_in_transaction(
@@ -201,66 +207,98 @@ async def append_in_transaction(
     """:func:`append_events` for each of ``statements``, in one transaction of its own, on
     a pooled connection's driver; the heads after each.
 
-    ``BEGIN IMMEDIATE``, the two statements (per part), ``COMMIT``: four thread hops, the raw
-    driver's own minimum, where SQLAlchemy's transaction added its own per call. A
-    failure rolls back before it is raised.
+    ``BEGIN IMMEDIATE``, the two statements (per part) and ``COMMIT`` run as one call on
+    aiosqlite's thread: one hand-off, where a call per statement handed the transaction
+    back and forth four times, and each time it waited for the event loop (busy with
+    producers) while holding the write lock. A failure rolls back before it is raised.
+    A caller cancelled before the call reaches ``COMMIT`` (say, while ``BEGIN`` waits
+    for the write lock) has it roll back instead: a cancelled append leaves nothing.
     """
     driver = pooled.driver_connection
     assert driver is not None
-    statement = BEGIN
+    cancelled = threading.Event()
     try:
-        await driver.execute(BEGIN)
-        heads = [
-            await _reserve_and_insert(driver, counts, rows, now) for counts, rows in statements
-        ]
-        statement = "COMMIT"
-        await driver.commit()
-    except sqlite3.Error as exc:
-        await _rollback(driver)
-        raise _driver_error(statement, None, exc) from exc
+        return await driver._execute(  # type: ignore[no-any-return]
+            _transaction, driver._conn, statements, now, cancelled
+        )
     except BaseException:
-        # Cancelled, or a DBAPIError from the statements: the aiosqlite thread runs the
-        # rollback after whatever statement is still in progress there.
-        await _rollback(driver)
+        cancelled.set()
         raise
+
+
+def _transaction(
+    conn: sqlite3.Connection,
+    statements: list[tuple[StreamCounts, AppendRows]],
+    now: int,
+    cancelled: threading.Event,
+) -> list[dict[tuple[str, str], int]]:
+    """On aiosqlite's thread: the whole append transaction."""
+    try:
+        _run(conn, BEGIN)
+        heads = []
+        for counts, rows in statements:
+            if cancelled.is_set():
+                break
+            heads.append(_reserve_and_insert(conn, counts, rows, now))
+        if cancelled.is_set():
+            conn.rollback()
+            return []
+        try:
+            conn.commit()
+        except sqlite3.Error as exc:
+            raise _StatementError("COMMIT", exc) from exc
+    except _StatementError as exc:
+        if conn.in_transaction:
+            # The pool's reset retries a failed rollback, and discards the connection if
+            # that fails too; the error worth raising is the one that got us here.
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
+        raise _driver_error(exc.statement, None, exc.error) from exc.error
     return heads
 
 
-async def _rollback(driver: Any) -> None:
-    if driver.in_transaction:
-        # The pool's reset retries a failed rollback, and discards the connection if
-        # that fails too; the error worth raising is the one that got us here.
-        with contextlib.suppress(sqlite3.Error):
-            await driver.rollback()
+class _StatementError(Exception):
+    """A statement's sqlite3 error, raised on aiosqlite's thread with the statement."""
+
+    def __init__(self, statement: str, error: sqlite3.Error) -> None:
+        self.statement = statement
+        self.error = error
 
 
-async def _reserve_and_insert(
-    driver: Any,
-    counts: StreamCounts,
-    rows: AppendRows,
-    now: int,
+def _run(conn: sqlite3.Connection, statement: str, params: Any = ()) -> list[Any]:
+    try:
+        return conn.execute(statement, params).fetchall()
+    except sqlite3.Error as exc:
+        raise _StatementError(statement, exc) from exc
+
+
+def _reserve_and_insert(
+    conn: sqlite3.Connection, counts: StreamCounts, rows: AppendRows, now: int
 ) -> dict[tuple[str, str], int]:
+    """On aiosqlite's thread: allocate the seqs on the head rows, insert the events."""
     params: list[Any] = []
     for (session_id, stream_id), count in counts:
         params += (session_id, stream_id, count, now, now)
-    statement = reserve_seqs(len(counts))
-    try:
-        heads = {
-            (session_id, stream_id): last
-            for session_id, stream_id, last in await driver.execute_fetchall(statement, params)
-        }
-        statement = INSERT_EVENT
-        await driver.executemany(
-            statement,
-            [
-                (session_id, stream_id, heads[session_id, stream_id] - later, event_id, data, ts)
-                for session_id, stream_id, event_id, data, ts, later in rows
-            ],
-        )
-    except sqlite3.Error as exc:
-        # The error SQLAlchemy would have raised, so callers handle one kind.
-        raise _driver_error(statement, None, exc) from exc
+    heads = {
+        (session_id, stream_id): last
+        for session_id, stream_id, last in _run(conn, reserve_seqs(len(counts)), params)
+    }
+    _run_many(
+        conn,
+        INSERT_EVENT,
+        [
+            (session_id, stream_id, heads[session_id, stream_id] - later, event_id, data, ts)
+            for session_id, stream_id, event_id, data, ts, later in rows
+        ],
+    )
     return heads
+
+
+def _run_many(conn: sqlite3.Connection, statement: str, rows: list[Any]) -> None:
+    try:
+        conn.executemany(statement, rows)
+    except sqlite3.Error as exc:
+        raise _StatementError(statement, exc) from exc
 
 
 # Reads go straight to aiosqlite too: one thread hop, where SQLAlchemy's cursor takes
