@@ -218,6 +218,8 @@ async def append_in_transaction(
     assert driver is not None
     cancelled = threading.Event()
     try:
+        # aiosqlite's _execute (what each of its public calls is built on) runs a function
+        # on its thread; its public API has one call per statement.
         return await driver._execute(  # type: ignore[no-any-return]
             _transaction, driver._conn, statements, now, cancelled
         )
