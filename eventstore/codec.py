@@ -87,7 +87,12 @@ def check_id(kind: str, value: object) -> str:
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
-        raise InvalidInputError(f"{kind} contains a lone surrogate (not valid Unicode)") from None
+        # Lone, or a pair held as two code points (which stands for one character): either
+        # way not text UTF-8 can carry.
+        raise InvalidInputError(
+            f"{kind} contains surrogate code points (U+D800-U+DFFF), which are not valid "
+            "Unicode text; a pair of them stands for one character: join it first"
+        ) from None
     if size > MAX_ID_BYTES:
         raise InvalidInputError(
             f"{kind} is {size} bytes long in UTF-8; the limit is {MAX_ID_BYTES} bytes"

@@ -55,6 +55,7 @@ BAD_IDS: dict[str, Any] = {
     "700-emoji": "😀" * 700,
     "nul": "a\x00b",
     "lone-surrogate": "a\ud800",
+    "surrogate-pair": "a\ud83d\ude00",
     "None": None,
     "int": 1,
     "float": 1.5,

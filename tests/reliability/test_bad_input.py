@@ -273,3 +273,10 @@ async def test_a_tuple_or_a_key_that_is_not_a_str_is_named_as_such(
 ) -> None:
     with pytest.raises(InvalidInputError, match="it holds a tuple or a dict key that is not a"):
         await store.store_event("tuple", "a", "e", data)
+
+
+@pytest.mark.parametrize("event_id", ["a\ud800", "a\ud83d\ude00"], ids=["lone", "pair"])
+async def test_an_id_with_surrogates_says_so(store: EventStore, event_id: str) -> None:
+    with pytest.raises(InvalidInputError, match="event_id contains surrogate code points"):
+        await store.store_event("fresh", "a", event_id, 1)
+    assert await store.stream_count("fresh") == 0
