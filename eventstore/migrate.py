@@ -60,6 +60,7 @@ from eventstore.migrations.steps import Options, parse_duration_ms
 from eventstore.sql.engine import (
     async_engine,
     create_engine,
+    display_url,
     ensure_sqlite_directory,
     normalize_url,
 )
@@ -346,7 +347,7 @@ def _target_url(target: str | URL | None) -> URL:
 
 
 def _safe(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
+    return display_url(url)
 
 
 def _sqlite_file_missing(url: URL) -> bool:

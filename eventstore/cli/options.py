@@ -24,7 +24,7 @@ from eventstore.codec import check_id
 from eventstore.config import URL_ENV
 from eventstore.errors import InvalidInputError
 from eventstore.migrate import SchemaState, SchemaStatus, parse_duration_ms, status
-from eventstore.sql.engine import normalize_url
+from eventstore.sql.engine import display_url, normalize_url
 
 T = TypeVar("T")
 
@@ -108,7 +108,7 @@ def safe_url(url: str | URL) -> str:
     if isinstance(url, str) and is_memory(url):
         return url
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return display_url(make_url(url))
     except Exception:
         return "the given URL"
 

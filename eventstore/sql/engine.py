@@ -48,6 +48,14 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
+def display_url(url: URL) -> str:
+    """``url`` for messages and logs: its password hidden, also one given in the query."""
+    if "password" not in url.query:
+        return url.render_as_string(hide_password=True)
+    hidden = url.update_query_dict({"password": "***"}).render_as_string(hide_password=True)
+    return hidden.replace("password=%2A%2A%2A", "password=***")
+
+
 def create_engine(
     url: str | URL,
     *,
@@ -88,9 +96,6 @@ def create_engine(
         )
     # Unless the caller chose pool_pre_ping, only connections left idle are pinged.
     explicit_pre_ping = "pool_pre_ping" in engine_options
-    parsed, engine_options["connect_args"] = postgresql.connect_args_from_query(
-        parsed, engine_options.get("connect_args", {})
-    )
     engine = async_engine(parsed, engine_options)
     postgresql.configure_engine(
         engine, ping_idle_after=None if explicit_pre_ping else postgresql.PING_IDLE_SECONDS
@@ -209,7 +214,11 @@ def _parameters(function: Any) -> set[str]:
 
 def async_engine(url: URL, options: dict[str, Any]) -> AsyncEngine:
     """SQLAlchemy's ``create_async_engine``, with its errors as :mod:`eventstore.errors`:
-    a missing driver names the extra that installs it, a bad option is refused by name."""
+    a missing driver names the extra that installs it, a bad option is refused by name,
+    and a PostgreSQL URL's libpq settings (``?sslmode=...``) reach asyncpg."""
+    if url.get_backend_name() == "postgresql":
+        url, connect_args = postgresql.connect_args_from_query(url, options.get("connect_args", {}))
+        options = {**options, "connect_args": connect_args}
     try:
         return create_async_engine(url, **options)
     except ModuleNotFoundError as exc:

@@ -57,6 +57,7 @@ from eventstore.requests import (
     WriteRequest,
 )
 from eventstore.sql import AppendRows, StreamCounts, postgresql, sqlite
+from eventstore.sql.engine import display_url
 from eventstore.sql.schema import event_ids_in_sessions, event_streams, events, settings
 from eventstore.store import ApplyResult, EventStore, StreamInfo
 
@@ -351,7 +352,7 @@ class SqlEventStore(EventStore):
         self._loop: asyncio.AbstractEventLoop | None = _running_loop()
 
     def __repr__(self) -> str:
-        return f"SqlEventStore({self.engine.url.render_as_string(hide_password=True)!r})"
+        return f"SqlEventStore({display_url(self.engine.url)!r})"
 
     # -- writes ---------------------------------------------------------------------------
 

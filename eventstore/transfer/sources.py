@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import ColumnElement, TableClause
 
 from eventstore.errors import InvalidInputError, StoreUnavailableError
-from eventstore.sql.engine import async_engine, normalize_url
+from eventstore.sql.engine import async_engine, display_url, normalize_url
 from eventstore.transfer.records import (
     Reject,
     SourceEvent,
@@ -269,7 +269,7 @@ class EventsTable(Source):
                 "its own process (export it there, or import a dump)"
             )
         self.url = normalize_url(url)
-        self.description = self.url.render_as_string(hide_password=True)
+        self.description = display_url(self.url)
         if self.url.get_backend_name() == "sqlite":
             database = self.url.database or ""
             if not Path(database).is_file():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import text
 
 from eventstore import (
@@ -20,6 +21,7 @@ from eventstore import (
     StoreUnavailableError,
     open_store,
 )
+from eventstore.cli import main
 
 
 @pytest.mark.parametrize("url", ["", "   ", 0, b"sqlite:///x.db", ["memory://"]])
@@ -242,3 +244,18 @@ async def test_a_bad_port_is_refused_before_connecting(url: str, message: str) -
     with pytest.raises(InvalidInputError, match=message) as refused:
         await open_store(url)
     assert "secret" not in str(refused.value)
+
+
+def test_every_cli_command_takes_libpq_settings_in_a_postgresql_url(postgres_url: str) -> None:
+    # migrate's schema look and the legacy source reader make engines of their own.
+    url = _with_query(postgres_url, "sslmode=disable&application_name=es-cli")
+    runner = CliRunner()
+    for args in (
+        ["migrate", "--url", url],
+        ["info", "--url", url],
+        ["prune", "--url", url, "--idle", "1h"],
+        ["export", "--url", url, "-o", "-"],
+    ):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "Traceback" not in result.output

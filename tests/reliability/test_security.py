@@ -162,19 +162,29 @@ async def test_postgresql_server_log_shows_only_placeholders(
 SECRET = f"pw-{uuid.uuid4().hex}"
 
 
-def _with_password(url: str) -> str:
-    return make_url(url).set(password=SECRET).render_as_string(hide_password=False)
+#: Where a URL carries its password: user:password@host, or libpq's ?password=.
+PASSWORD_PLACES = ["authority", "query"]
+
+
+def _with_password(url: str, where: str = "authority") -> str:
+    parsed = make_url(url)
+    if where == "query":
+        parsed = parsed.update_query_dict({"password": SECRET})
+    else:
+        parsed = parsed.set(password=SECRET)
+    return parsed.render_as_string(hide_password=False)
 
 
 def _all_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
+@pytest.mark.parametrize("where", PASSWORD_PLACES)
 async def test_a_password_in_the_url_is_never_logged_or_shown(
-    postgres_url: str, caplog: pytest.LogCaptureFixture
+    postgres_url: str, caplog: pytest.LogCaptureFixture, where: str
 ) -> None:
     """The test cluster trusts every login, so any password connects."""
-    url = _with_password(postgres_url)
+    url = _with_password(postgres_url, where)
     caplog.set_level(logging.DEBUG)
     logging.getLogger("sqlalchemy").setLevel(logging.DEBUG)
     try:
@@ -191,15 +201,16 @@ async def test_a_password_in_the_url_is_never_logged_or_shown(
     assert not any(SECRET in text for text in shown)
 
 
+@pytest.mark.parametrize("where", PASSWORD_PLACES)
 @pytest.mark.parametrize(
     "bad_part",
     [{"port": 1}, {"database": "no_such_database"}, {"host": "host.invalid"}],
     ids=["refused", "no-database", "no-host"],
 )
 async def test_a_password_never_appears_in_connection_errors(
-    postgres_url: str, bad_part: dict[str, Any]
+    postgres_url: str, bad_part: dict[str, Any], where: str
 ) -> None:
-    url = make_url(_with_password(postgres_url)).set(**bad_part)
+    url = make_url(_with_password(postgres_url, where)).set(**bad_part)
     with pytest.raises(EventStoreError) as raised:
         await open_store(url.render_as_string(hide_password=False), pool_timeout=5)
     assert SECRET not in _all_text(raised.value)
@@ -215,8 +226,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_cli_never_prints_the_password(postgres_url: str) -> None:
-    url = _with_password(postgres_url)
+@pytest.mark.parametrize("where", PASSWORD_PLACES)
+def test_the_cli_never_prints_the_password(postgres_url: str, where: str) -> None:
+    url = _with_password(postgres_url, where)
     unreachable = make_url(url).set(port=1).render_as_string(hide_password=False)
     runs = [
         # Before the schema exists: read-only commands refuse, naming the database.

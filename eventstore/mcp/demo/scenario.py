@@ -33,6 +33,7 @@ from eventstore.mcp.demo.proxy import CuttableProxy
 from eventstore.mcp.demo.sdk import client_session, sdk_version
 from eventstore.mcp.ids import stream_key
 from eventstore.open import open_store
+from eventstore.sql.engine import display_url
 from eventstore.store import EventStore
 
 LABELS = ("A", "B")
@@ -114,7 +115,7 @@ async def run_demo(url: str, *, steps: int = 6, pause_after: int = 3) -> DemoRep
         async with serve_on_loopback(gate) as base, AsyncExitStack() as proxies:
             port = int(base.rsplit(":", 1)[1])
             report = DemoReport(
-                store_url=make_url(url).render_as_string(hide_password=True),
+                store_url=display_url(make_url(url)),
                 server_url=f"{base}/mcp",
                 sdk_version=sdk_version(),
                 steps=steps,
