@@ -249,13 +249,15 @@ def _transaction(
             conn.commit()
         except sqlite3.Error as exc:
             raise _StatementError("COMMIT", exc) from exc
-    except _StatementError as exc:
+    except BaseException as exc:
         if conn.in_transaction:
             # The pool's reset retries a failed rollback, and discards the connection if
             # that fails too; the error worth raising is the one that got us here.
             with contextlib.suppress(sqlite3.Error):
                 conn.rollback()
-        raise _driver_error(exc.statement, None, exc.error) from exc.error
+        if isinstance(exc, _StatementError):
+            raise _driver_error(exc.statement, None, exc.error) from exc.error
+        raise
     return heads
 
 
