@@ -136,6 +136,8 @@ async def _open(url: str | None, **options: Any) -> EventStore:
     if not plan.create_schema and (path := sqlite_file(plan.url)) is not None:
         # SQLite would create the file (and leave it behind) just to find no tables in it.
         if not await asyncio.to_thread(path.is_file):
+            if await asyncio.to_thread(path.exists):
+                raise InvalidInputError(f"{path} is not a SQLite database file")
             raise SchemaError(
                 f"no event store database at {path}: the file does not exist "
                 "(create_schema=False creates nothing); run `eventstore migrate` or open "

@@ -33,11 +33,12 @@ MAX_STEPS = 1000
 )
 @click.option(
     "--pause-after",
-    default=3,
-    show_default=True,
-    help="Cut the connection after this many notifications.",
+    type=int,
+    default=None,
+    help="Cut the connection after this many notifications [default: 3, or --steps - 1 "
+    "when that is less].",
 )
-def demo(url: str | None, steps: int, pause_after: int) -> None:
+def demo(url: str | None, steps: int, pause_after: int | None) -> None:
     """Show resumability end to end, with the official MCP SDK on both sides.
 
     Starts an MCP server (uvicorn on 127.0.0.1, a free port) whose tool streams progress
@@ -56,6 +57,8 @@ def demo(url: str | None, steps: int, pause_after: int) -> None:
             "demo's time limits)",
             param_hint="--steps",
         )
+    if pause_after is None:
+        pause_after = min(3, steps - 1)  # --steps 2 or 3 works without a --pause-after
     if not 1 <= pause_after < steps:
         raise click.BadParameter(
             "must be at least 1 and less than --steps", param_hint="--pause-after"

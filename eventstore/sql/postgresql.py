@@ -342,6 +342,11 @@ PING_IDLE_SECONDS = 1.0
 _IDLE_SINCE = "eventstore_idle_since"
 
 
+#: What asyncpg (like libpq) takes as ``target_session_attrs``.
+_SESSION_ATTRS = frozenset(
+    {"any", "primary", "standby", "prefer-standby", "read-write", "read-only"}
+)
+
 #: Query parameters SQLAlchemy's asyncpg adapter reads itself (the rest it passes to
 #: ``asyncpg.connect`` as keywords, which takes none of libpq's).
 _ADAPTER_QUERY = frozenset({"prepared_statement_cache_size"})
@@ -372,15 +377,24 @@ def connect_args_from_query(
     args = dict(connect_args)
     if (timeout := query.pop("connect_timeout", None)) is not None:
         try:
-            args["timeout"] = float(timeout)
+            seconds = float(timeout)
         except ValueError:
             raise InvalidInputError(
                 f"connect_timeout in the database URL must be seconds, not {timeout!r}"
             ) from None
-        if not 0 < args["timeout"] < float("inf"):
+        if not seconds < float("inf"):
             raise InvalidInputError(
-                f"connect_timeout in the database URL must be seconds > 0, not {timeout!r}"
+                f"connect_timeout in the database URL must be finite seconds, not {timeout!r}"
             )
+        if seconds > 0:
+            # libpq's 0 (or less) is "no limit of its own": asyncpg's default stays.
+            args["timeout"] = seconds
+    attrs = query.get("target_session_attrs")
+    if attrs is not None and attrs not in _SESSION_ATTRS:
+        raise InvalidInputError(
+            f"target_session_attrs in the database URL must be one of "
+            f"{', '.join(sorted(_SESSION_ATTRS))}, not {attrs!r}"
+        )
     if (password := query.pop("password", None)) is not None:
         if url.password is not None or "password" in args:
             raise InvalidInputError("the database URL gives the password more than once")

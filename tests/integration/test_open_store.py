@@ -202,7 +202,8 @@ async def test_libpq_settings_in_a_postgresql_url_are_used(postgres_url: str) ->
     # SQLAlchemy passed each to asyncpg.connect as a keyword, a TypeError at first use.
     url = _with_query(
         postgres_url,
-        "sslmode=disable&application_name=es-replica-7&connect_timeout=5"
+        "sslmode=disable&application_name=es-replica-7&connect_timeout=0"
+        "&target_session_attrs=read-write"
         "&options=-c%20statement_timeout%3D12345",
     )
     async with open_store(url) as store:
@@ -218,7 +219,8 @@ async def test_libpq_settings_in_a_postgresql_url_are_used(postgres_url: str) ->
     ("query", "error", "message"),
     [
         ("connect_timeout=soon", InvalidInputError, "connect_timeout .* must be seconds"),
-        ("connect_timeout=0", InvalidInputError, "connect_timeout .* must be seconds > 0"),
+        ("connect_timeout=inf", InvalidInputError, "connect_timeout .* must be finite"),
+        ("target_session_attrs=bogus", InvalidInputError, "must be one of any, .*not 'bogus'"),
         ("sslmode=disable&sslmode=require", InvalidInputError, "gives sslmode more than once"),
         # The server names a setting it does not know; no TypeError from the driver.
         ("no_such_setting=1", EventStoreError, 'unrecognized configuration parameter "no_such'),

@@ -74,6 +74,13 @@ def test_demo_rejects_more_steps_than_it_can_run_in_time(sqlite_url: str, steps:
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
+def test_demo_runs_the_fewest_steps_it_allows_without_a_pause_option(sqlite_url: str) -> None:
+    # The default --pause-after (3) used to refuse --steps 2 and 3.
+    result = run_command("demo", "--url", sqlite_url, "--steps", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 13 checks passed" in result.stdout
+
+
 def test_demo_runs_the_most_steps_it_allows(sqlite_url: str) -> None:
     result = run_command("demo", "--url", sqlite_url, "--steps", "1000")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventstore import SchemaError, migrate, open_store
+from eventstore import InvalidInputError, SchemaError, migrate, open_store
 from eventstore.cli import main
 from eventstore.migrate import SchemaState
 from eventstore.migrations import backfill
@@ -287,6 +287,8 @@ async def test_open_store_without_create_schema_creates_no_sqlite_file(tmp_path:
     with pytest.raises(SchemaError, match=r"the file does not exist.*eventstore migrate"):
         await open_store(f"sqlite:///{path}", create_schema=False)
     assert not await asyncio.to_thread((tmp_path / "sub").exists)
+    with pytest.raises(InvalidInputError, match="is not a SQLite database file"):
+        await open_store(f"sqlite:///{tmp_path}", create_schema=False)  # a directory
 
 
 async def test_replicas_starting_together_migrate_once(sql_url: str) -> None:
