@@ -40,7 +40,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from eventstore.config import default_url
 from eventstore.errors import InvalidInputError, SchemaError
 from eventstore.migrations import LEGACY_BASELINE, VERSION_TABLE, steps
-from eventstore.sql.engine import create_engine, ensure_sqlite_directory, normalize_url
+from eventstore.sql.engine import (
+    create_engine,
+    display_url,
+    ensure_sqlite_directory,
+    normalize_url,
+)
 from eventstore.sql.schema import metadata
 
 config = context.config
@@ -192,10 +197,20 @@ def _checks_client(connection: Connection) -> bool:
     return (connection.dialect.server_version_info or (0,)) >= (14,)
 
 
-async def _run_async(engine: AsyncEngine, *, dispose: bool) -> None:
+async def _run_async(engine: AsyncEngine, *, dispose: bool, url: URL | None = None) -> None:
     try:
-        async with engine.connect() as connection:
+        try:
+            connection = await engine.connect()
+        except (DBAPIError, OSError) as exc:
+            if url is None:
+                raise
+            # The alembic command line: one FAILED line, as for a bad URL.
+            reason = exc.orig if isinstance(exc, DBAPIError) else exc
+            raise CommandError(f"cannot connect to {display_url(url)}: {reason}") from exc
+        try:
             await connection.run_sync(run_on)
+        finally:
+            await connection.close()
     finally:
         if dispose:
             await engine.dispose()
@@ -210,7 +225,8 @@ def run_online() -> None:
     elif injected is None:
         url = _url()
         ensure_sqlite_directory(url)
-        asyncio.run(_run_async(create_engine(url, poolclass=pool.NullPool), dispose=True))
+        engine = create_engine(url, poolclass=pool.NullPool)
+        asyncio.run(_run_async(engine, dispose=True, url=url))
     else:
         raise TypeError(
             "config.attributes['connection'] must be a sqlalchemy Connection or an "

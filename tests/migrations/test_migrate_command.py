@@ -14,6 +14,7 @@ from typing import IO
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventstore import InvalidInputError, SchemaError, migrate, open_store
@@ -167,6 +168,16 @@ def test_alembic_refuses_an_unusable_url_in_one_line(url: str, said: str) -> Non
     result = _alembic_cli("-x", f"url={url}", "upgrade", "head")
     assert result.returncode != 0
     assert said in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "secret" not in result.stderr
+
+
+def test_alembic_says_in_one_line_that_it_cannot_connect(postgres_url: str) -> None:
+    url = make_url(postgres_url).set(database="no_such_database", password="secret")
+    result = _alembic_cli("-x", f"url={url.render_as_string(hide_password=False)}", "current")
+    assert result.returncode != 0
+    assert "cannot connect to postgresql+asyncpg://" in result.stderr
+    assert 'database "no_such_database" does not exist' in result.stderr
     assert "Traceback" not in result.stderr
     assert "secret" not in result.stderr
 
