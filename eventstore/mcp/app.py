@@ -102,7 +102,14 @@ def resumable_app(
     ``app.state.eventstore_binding`` is the :class:`~eventstore.mcp.SessionBinding`
     (its live sessions' adapters).
     """
-    if not callable(getattr(server, "streamable_http_app", None)):
+    if isinstance(server, type):
+        raise InvalidInputError(
+            f"server must be an MCP server instance, not the class {server.__name__}: "
+            f"create one first ({server.__name__}('my-server'))"
+        )
+    if not callable(getattr(server, "streamable_http_app", None)) or not hasattr(
+        type(server), "session_manager"
+    ):
         raise InvalidInputError(
             "server must be an MCP server with a Streamable HTTP app (MCPServer, FastMCP or "
             f"the low-level Server), not {type(server).__name__}"

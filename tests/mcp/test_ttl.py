@@ -259,6 +259,15 @@ def test_durations(idle: str, ms: int) -> None:
 def test_the_app_rejects_what_is_not_a_server_and_unknown_http_options() -> None:
     with pytest.raises(InvalidInputError, match=r"server must be an MCP server .* not str"):
         resumable_app("my-server", "memory://")  # type: ignore[arg-type]
+
+    class OnlyAnApp:
+        def streamable_http_app(self) -> None: ...
+
+    with pytest.raises(InvalidInputError, match=r"server must be an MCP server .* OnlyAnApp"):
+        resumable_app(OnlyAnApp(), "memory://")  # type: ignore[arg-type]
+    server_class = type(build_test_server(Conductor())[0])
+    with pytest.raises(InvalidInputError, match="an MCP server instance, not the class"):
+        resumable_app(server_class, "memory://")  # type: ignore[arg-type]
     server, http_options = build_test_server(Conductor())
     with pytest.raises(InvalidInputError, match="unusable option for the server's HTTP app"):
         resumable_app(server, "memory://", no_such_http_option=1, **http_options)
