@@ -192,6 +192,10 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     :class:`Interrupted` -- whatever the cleanup after the cancellation raised on its
     way out."""
     stopped_by: int | None = None
+    # Signals that come while the event loop is being built (before guarded() installs
+    # its handlers): a KeyboardInterrupt there can land inside the loop's constructor,
+    # which then fails in its __del__ at exit. Noted here, acted on once the loop runs.
+    early: list[int] = []
 
     async def guarded() -> T:
         loop = asyncio.get_running_loop()
@@ -212,6 +216,8 @@ def run(main: Coroutine[Any, Any, T]) -> T:
             except (NotImplementedError, RuntimeError, ValueError):
                 continue  # not the main thread, or no signals here: Python's default
             installed.append((signum, previous))
+        if early:
+            on_signal(early[0])
         try:
             return await main
         finally:
@@ -222,6 +228,13 @@ def run(main: Coroutine[Any, Any, T]) -> T:
                     signal.signal(handled, previous)
 
     outer = guarded()
+    deferred: list[tuple[signal.Signals, Any]] = []
+    for stop_signal in STOP_SIGNALS:
+        try:
+            handler = signal.signal(stop_signal, lambda number, _: early.append(number))
+        except ValueError:
+            continue  # not the main thread: Python's default
+        deferred.append((stop_signal, handler))
     try:
         return asyncio.run(outer)
     except KeyboardInterrupt as exc:
@@ -239,6 +252,8 @@ def run(main: Coroutine[Any, Any, T]) -> T:
             raise Interrupted(stopped_by) from exc
         raise
     finally:
+        for deferred_signal, previous_handler in deferred:
+            signal.signal(deferred_signal, previous_handler)
         # Never started (asyncio.run refused): no "never awaited" warnings.
         outer.close()
         main.close()

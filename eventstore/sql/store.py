@@ -736,6 +736,7 @@ class SqlEventStore(EventStore):
                     None,
                 ),
             ) from exc
+        cancelled = False
         try:
             yield pooled
         except DBAPIError as exc:
@@ -743,19 +744,23 @@ class SqlEventStore(EventStore):
                 await greenlet_spawn(self.engine.sync_engine.pool._invalidate, pooled, exc)
             raise
         except BaseException as exc:
-            if writing and not isinstance(exc, Exception):
+            cancelled = not isinstance(exc, Exception)
+            if writing and cancelled:
                 # Called outside a greenlet, the pool closes the driver connection
                 # without waiting: a graceful close would queue behind the cancelled
                 # statement (on SQLite, a BEGIN waiting out busy_timeout).
                 pooled.invalidate(exc)
             raise
         finally:
-            if self._closed:
-                # The store was closed meanwhile: its engine's pool is gone, and a
-                # connection checked in there would be left open, its driver thread too.
-                await greenlet_spawn(pooled.invalidate)
+            back = greenlet_spawn(pooled.invalidate if self._closed else pooled.close)
+            # (invalidate: the store was closed meanwhile; its engine's pool is gone, and
+            # a connection checked in there would be left open, its driver thread too.)
+            if cancelled:
+                # Shielded: cancelled again while the connection goes back, the check-in
+                # would be cut short, and the pool logs that as an ERROR with a traceback.
+                await asyncio.shield(back)
             else:
-                await greenlet_spawn(pooled.close)
+                await back
 
     async def _read(self, statement: Any, params: dict[str, Any]) -> Sequence[Row[Any]]:
         try:
