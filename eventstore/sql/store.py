@@ -981,4 +981,12 @@ class SqlEventStore(EventStore):
             return
         self._closed = True
         if self._owns_engine:
-            await self.engine.dispose()
+            disposing = asyncio.ensure_future(self.engine.dispose())
+            try:
+                await asyncio.shield(disposing)
+            except asyncio.CancelledError:
+                # Cancelled while closing (a server shut down by Ctrl-C): the pool's
+                # connections are closed all the same before the cancellation goes on;
+                # a close cut short leaves them open and the pool logs an ERROR each.
+                await asyncio.wait({disposing})
+                raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import time
 from pathlib import Path
@@ -337,3 +338,22 @@ async def test_rows_written_around_the_store_that_it_cannot_serve_are_named(
                 await read
             assert str(raised.value).startswith("event 'e2' (session 's', stream 'a', seq 2)")
             assert said in str(raised.value)
+
+
+async def test_a_close_cancelled_midway_still_closes_the_connections(
+    sql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server's shutdown on Ctrl-C cancels the task closing the store: the pool's
+    # graceful closes were cut short and each logged "Exception closing connection".
+    store = await open_store(sql_url)
+    assert isinstance(store, SqlEventStore)
+    await asyncio.gather(*(store.store_event("s", f"st{i}", f"e{i}", i) for i in range(4)))
+    pool = store.engine.sync_engine.pool
+    assert pool.checkedin() > 0  # type: ignore[attr-defined]
+    closing = asyncio.ensure_future(store.close())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert pool.checkedin() == 0  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
