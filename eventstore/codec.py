@@ -131,13 +131,8 @@ def encode_checked(data: Any, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> tuple
     try:
         text = _compact.encode(data)
     except (TypeError, ValueError) as exc:
-        if "integer string conversion" in str(exc):
-            # Python's own advice (sys.set_int_max_str_digits) is no use to a caller here.
-            raise InvalidInputError(
-                f"data is not a JSON value: an integer with more than "
-                f"{sys.get_int_max_str_digits()} digits"
-            ) from None
-        raise InvalidInputError(f"data is not a JSON value: {exc}") from None
+        reason = too_many_digits(exc) or exc
+        raise InvalidInputError(f"data is not a JSON value: {reason}") from None
     except RecursionError:
         raise InvalidInputError(_too_deep()) from None
     # Counting brackets is an upper bound on the depth at C speed; only data with many
@@ -250,12 +245,20 @@ def decode_data(text: str) -> Any:
     try:
         return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
     except ValueError as exc:
-        if "integer string conversion" in str(exc):
+        if (digits := too_many_digits(exc)) is not None:
             raise CorruptDataError(
-                f"a stored event's data holds an integer with more than "
-                f"{sys.get_int_max_str_digits()} digits, which Python will not read"
+                f"a stored event's data holds {digits}, which Python will not read"
             ) from None
         raise CorruptDataError(f"a stored event's data is not valid JSON: {exc}") from None
+
+
+def too_many_digits(exc: Exception) -> str | None:
+    """``"an integer with more than N digits"`` when ``exc`` is Python refusing to convert
+    one, else ``None``. (Python's own advice, sys.set_int_max_str_digits, is no use to
+    someone storing or importing events.)"""
+    if "integer string conversion" not in str(exc):
+        return None
+    return f"an integer with more than {sys.get_int_max_str_digits()} digits"
 
 
 def _finite_float(text: str) -> float:

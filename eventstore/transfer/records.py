@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore.codec import check_id, decode_data, encode_data
+from eventstore.codec import check_id, decode_data, encode_data, too_many_digits
 from eventstore.errors import EventStoreError
 
 
@@ -154,12 +153,8 @@ def parse_row(
 
 def _unreadable(exc: ValueError) -> str:
     """The reason for valid JSON that ``json.loads`` still refuses."""
-    if "integer string conversion" in str(exc):
-        # Python's own advice (sys.set_int_max_str_digits) is no use to someone importing.
-        return (
-            f"holds an integer with more than {sys.get_int_max_str_digits()} digits, "
-            "which Python will not read"
-        )
+    if (digits := too_many_digits(exc)) is not None:
+        return f"holds {digits}, which Python will not read"
     return f"is not readable JSON: {exc}"
 
 
