@@ -311,7 +311,8 @@ class InMemoryEventStore(EventStore):
     ) -> None:
         self._check_open()
         limit = check_cap(limit)
-        if check_cap_stream(session_id, stream_id) is None:
+        ids = check_cap_stream(session_id, stream_id)
+        if ids is None:
             self._cap = limit
             targets = [
                 (session, stream)
@@ -319,8 +320,8 @@ class InMemoryEventStore(EventStore):
                 for stream in session.streams.values()
             ]
         else:
-            session_id = check_id("session_id", session_id)
-            stream = self._stream(session_id, check_id("stream_id", stream_id))
+            session_id, stream_id = ids
+            stream = self._stream(session_id, stream_id)
             if stream is None:
                 raise InvalidInputError(
                     f"stream {stream_id!r} does not exist in session {session_id!r}"
