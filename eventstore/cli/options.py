@@ -241,12 +241,6 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         raise Interrupted(signal.SIGINT) from exc
     except Interrupted:
         raise
-    except asyncio.CancelledError as exc:
-        # Only a signal cancels the main task: ours, or -- when Ctrl-C comes after
-        # asyncio.run has started but before guarded() installs its handlers -- asyncio's
-        # own, which raises CancelledError instead of KeyboardInterrupt when the task was
-        # cancelled again on its way out.
-        raise Interrupted(signal.SIGINT if stopped_by is None else stopped_by) from exc
     except BaseException as exc:
         if stopped_by is not None:
             raise Interrupted(stopped_by) from exc

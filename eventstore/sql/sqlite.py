@@ -256,6 +256,8 @@ def _transaction(
             with contextlib.suppress(sqlite3.Error):
                 conn.rollback()
         if isinstance(exc, _StatementError):
+            # Converted here, on the thread: converted by the caller, the error's context
+            # would be this frame, every row with it, kept while the worker retries.
             raise _driver_error(exc.statement, None, exc.error) from exc.error
         raise
     return heads

@@ -4,32 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import Any
 
 import pytest
 
 from eventstore.cli import options
 
 
-async def _cancelled_again_on_its_way_out() -> None:
-    try:
-        signal.raise_signal(signal.SIGINT)
-        await asyncio.sleep(5)
-    except asyncio.CancelledError:
-        # Cleanup cancelled once more: asyncio.run then raises CancelledError, not
-        # KeyboardInterrupt.
-        task = asyncio.current_task()
-        assert task is not None
-        task.cancel()
-        await asyncio.sleep(0)
-
-
 def test_ctrl_c_before_the_commands_handlers_are_installed_is_an_interrupt(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # As when Ctrl-C lands after asyncio.run started and before run() installs its own
-    # handlers: asyncio's SIGINT handler cancels the main task (a command exited 1 with a
-    # CancelledError traceback, about 1 run in 50 of the import's Ctrl-C test).
-    monkeypatch.setattr(options, "STOP_SIGNALS", ())
+    # Ctrl-C while the event loop is still being built: the command's own handlers are
+    # not in yet. It used to raise KeyboardInterrupt wherever it landed (inside the
+    # loop's constructor, an AttributeError from its __del__ at exit), or let asyncio's
+    # handler cancel the task (a CancelledError traceback, exit 1). Now it is noted and
+    # the command is cancelled as soon as it runs, its cleanup included.
+    real_run = asyncio.run
+    steps: list[str] = []
+
+    def run_after_ctrl_c(main: Any) -> Any:
+        signal.raise_signal(signal.SIGINT)
+        return real_run(main)
+
+    async def command() -> None:
+        steps.append("started")
+        try:
+            await asyncio.sleep(5)
+        finally:
+            steps.append("cleaned up")
+
+    monkeypatch.setattr(options.asyncio, "run", run_after_ctrl_c)
     with pytest.raises(options.Interrupted) as stopped:
-        options.run(_cancelled_again_on_its_way_out())
+        options.run(command())
     assert stopped.value.signum == signal.SIGINT
+    assert steps == ["started", "cleaned up"]
