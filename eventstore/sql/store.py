@@ -963,23 +963,38 @@ class SqlEventStore(EventStore):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError("this SqlEventStore is closed")
-        if self._dialect.ONE_EVENT_LOOP:
-            loop = asyncio.get_running_loop()
-            if self._loop is None:
-                self._loop = loop
-            elif loop is not self._loop:
-                # Its pooled connections would fail in confusing ways (a future of
-                # another loop, then "another operation is in progress").
-                raise EventStoreError(
-                    "this store is used from another event loop than the one it was "
-                    "opened in (a second asyncio.run, another thread); open a store in "
-                    "each event loop that uses one"
-                )
+        if self._in_another_loop():
+            # Its pooled connections would fail in confusing ways (a future of
+            # another loop, then "another operation is in progress").
+            raise EventStoreError(
+                "this store is used from another event loop than the one it was "
+                "opened in (a second asyncio.run, another thread); open a store in "
+                "each event loop that uses one"
+            )
+
+    def _in_another_loop(self) -> bool:
+        """Whether this call runs in another loop than the one the pool's connections
+        belong to (only for drivers whose connections are bound to one loop)."""
+        if not self._dialect.ONE_EVENT_LOOP:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        return loop is not self._loop
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._owns_engine and self._in_another_loop():
+            # Closing the connections needs the loop they belong to, which may be gone:
+            # each would fail with an ERROR and a traceback, and the close would look fine.
+            await self.engine.dispose(close=False)
+            raise EventStoreError(
+                "this store is closed from another event loop than the one it was opened "
+                "in (a second asyncio.run, another thread): its connections were dropped "
+                "without closing them; close a store in the event loop that opened it"
+            )
         if self._owns_engine:
             disposing = asyncio.ensure_future(self.engine.dispose())
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from sqlalchemy import NullPool, text
@@ -12,6 +13,7 @@ from eventstore import (
     EventStore,
     EventStoreError,
     SqlEventStore,
+    StoreClosedError,
     StoreUnavailableError,
     open_store,
 )
@@ -89,6 +91,28 @@ def test_a_store_used_from_another_event_loop_says_so(postgres_url: str) -> None
             await store.get_stream_events("s", "a")
 
     asyncio.run(use_elsewhere())
+
+
+def test_a_store_closed_from_another_event_loop_says_so_and_logs_nothing(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def open_and_use() -> EventStore:
+        store = await open_store(postgres_url)
+        await store.store_event("s", "a", "e1", 1)  # a pooled connection to drop
+        return store
+
+    store = asyncio.run(open_and_use())
+    with pytest.raises(EventStoreError, match="closed from another event loop"):
+        asyncio.run(store.close())
+    # Closing the dead loop's connections would log an ERROR with a traceback for each.
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    asyncio.run(store.close())  # closed now: nothing more to say
+
+    async def use() -> None:
+        with pytest.raises(StoreClosedError):
+            await store.store_event("s", "a", "e2", 2)
+
+    asyncio.run(use())
 
 
 async def _open(url: str) -> EventStore:
