@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, update
+from sqlalchemy import Row, and_, bindparam, delete, func, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.util import greenlet_spawn
 
 from eventstore.clock import now_ms
@@ -259,17 +258,18 @@ def _unreachable(exc: OSError | PoolTimeoutError) -> StoreUnavailableError:
     return StoreUnavailableError(f"database connection failed: {exc}")
 
 
-def _heads_of(requests: Sequence[WriteRequest]) -> ColumnElement[bool] | None:
-    """The head rows a batch may lock, for locking them all at once, in order.
+def _heads_of(requests: Sequence[WriteRequest]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The head rows a batch may lock, for locking them all at once, in order: the
+    streams it names (sorted) and the sessions it clears whole.
 
     The batch's statements lock heads as they go -- a run of appends, a clear, a rerun's
     appends split around a looked-up row -- so two batches could lock two streams in
-    opposite orders and deadlock. Taking every existing head first, sorted as appends
-    sort them, leaves later statements nothing to wait for but heads they create.
+    opposite orders and deadlock. Taking every head first, existing or to be created,
+    sorted as appends sort them, leaves later statements nothing to wait for.
     Requests that are not requests, or have unusable ids, are left out: they fail on
     their own later.
     """
-    streams: dict[str, set[str]] = {}
+    streams: set[tuple[str, str]] = set()
     whole: set[str] = set()
     for request in requests:
         if not isinstance(request, (StoreEvent, ClearStream, ClearSession, UpdateLastEventId)):
@@ -279,19 +279,10 @@ def _heads_of(requests: Sequence[WriteRequest]) -> ColumnElement[bool] | None:
             if isinstance(request, ClearSession):
                 whole.add(session_id)
             else:
-                streams.setdefault(session_id, set()).add(check_id("stream_id", request.stream_id))
+                streams.add((session_id, check_id("stream_id", request.stream_id)))
         except InvalidInputError:
             continue
-    if not streams and not whole:
-        return None
-    return or_(
-        *(_hd.session_id == session_id for session_id in whole),
-        *(
-            and_(_hd.session_id == session_id, _hd.stream_id.in_(sorted(ids)))
-            for session_id, ids in streams.items()
-            if session_id not in whole
-        ),
-    )
+    return sorted(streams), sorted(whole)
 
 
 def _row_data(row: Sequence[Any], session_id: str, stream_id: str) -> Any:
@@ -366,9 +357,19 @@ class SqlEventStore(EventStore):
                     if appended is not None:
                         return appended
                 async with self.engine.begin() as conn:
-                    if self._dialect.ROW_LOCKS and (heads := _heads_of(requests)) is not None:
-                        await self._lock_heads(conn, heads)
-                    return await self._apply_in(conn, requests, lookup=attempt > 1)
+                    placeholders: set[tuple[str, str]] = set()
+                    if self._dialect.ROW_LOCKS:
+                        streams, whole = _heads_of(requests)
+                        if streams or whole:
+                            placeholders = await self._dialect.lock_heads(
+                                conn, streams, whole, now_ms()
+                            )
+                    results = await self._apply_in(
+                        conn, requests, lookup=attempt > 1, placeholders=placeholders
+                    )
+                    if placeholders:
+                        await self._dialect.drop_placeholders(conn, placeholders)
+                    return results
             except IntegrityError as exc:
                 if not self._dialect.is_unique_violation(exc):
                     # A CHECK, a foreign key or a trigger of the host refused a row: no
@@ -410,8 +411,16 @@ class SqlEventStore(EventStore):
         return results
 
     async def _apply_in(
-        self, conn: AsyncConnection, requests: Sequence[WriteRequest], *, lookup: bool
+        self,
+        conn: AsyncConnection,
+        requests: Sequence[WriteRequest],
+        *,
+        lookup: bool,
+        placeholders: Collection[tuple[str, str]] = (),
     ) -> list[ApplyResult]:
+        """The requests in order, in ``conn``'s transaction. ``placeholders``: heads that
+        ``lock_heads`` created empty (last_seq 0), which are no stream until an event is
+        appended to them."""
         results: list[ApplyResult] = [None] * len(requests)
         now = now_ms()
         run: list[tuple[int, StoreEvent]] = []
@@ -423,7 +432,7 @@ class SqlEventStore(EventStore):
                 await self._store_run(conn, run, results, now, lookup)
                 run = []
             try:
-                results[index] = await self._apply_other(conn, request, now)
+                results[index] = await self._apply_other(conn, request, now, placeholders)
             except EventStoreError as exc:
                 results[index] = exc
         if run:
@@ -431,7 +440,11 @@ class SqlEventStore(EventStore):
         return results
 
     async def _apply_other(
-        self, conn: AsyncConnection, request: WriteRequest, now: int
+        self,
+        conn: AsyncConnection,
+        request: WriteRequest,
+        now: int,
+        placeholders: Collection[tuple[str, str]],
     ) -> ApplyResult:
         if isinstance(request, ClearStream):
             session_id = check_id("session_id", request.session_id)
@@ -448,10 +461,11 @@ class SqlEventStore(EventStore):
             session_id = check_id("session_id", request.session_id)
             stream_id = check_id("stream_id", request.stream_id)
             event_id = check_id("event_id", request.event_id)
+            where = [_hd.session_id == session_id, _hd.stream_id == stream_id]
+            if (session_id, stream_id) in placeholders:
+                where.append(_hd.last_seq > 0)
             updated = await conn.execute(
-                update(event_streams)
-                .where(_hd.session_id == session_id, _hd.stream_id == stream_id)
-                .values(last_event_id=event_id, updated_at=now)
+                update(event_streams).where(*where).values(last_event_id=event_id, updated_at=now)
             )
             if updated.rowcount == 0:
                 raise InvalidInputError(f"stream {stream_id!r} does not exist in this session")
