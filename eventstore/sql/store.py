@@ -69,6 +69,13 @@ _DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
 # also commit the same (session_id, event_id) between a rerun's lookup and its INSERT;
 # two more reruns cover any realistic interleaving.
 _INTEGRITY_RERUNS = 4
+# A deadlock the server broke by failing the batch is rerun this often before
+# StoreUnavailableError. Heads are always taken in one sorted order, but a batch can still
+# wait for another's uncommitted event with the same (session_id, event_id) in another
+# stream, a batch split into several statements (_statements) locks its heads part by
+# part, and writers other than this store (a manual transaction, an older version during
+# a rolling upgrade) lock in their own order.
+_DEADLOCK_RERUNS = 3
 # Keeps expanding IN lists well below SQLite's and asyncpg's parameter limits.
 _LOOKUP_CHUNK = 500
 # What _change_setting returns for a cap that is set already.
@@ -134,7 +141,7 @@ def _statements(fresh: list[_Pending]) -> list[list[_Pending]]:
 
     Nearly always one part. Parts after the first lock their heads after the first's,
     not in one sorted order: two such batches at once may deadlock, which PostgreSQL
-    breaks by failing one (StoreUnavailableError, and the worker reruns it).
+    breaks by failing one, which ``apply`` reruns.
     """
     parts: list[list[_Pending]] = [[]]
     size = 0
@@ -350,7 +357,9 @@ class SqlEventStore(EventStore):
     async def apply(self, requests: Sequence[WriteRequest]) -> list[ApplyResult]:
         self._check_open()
         requests = check_requests(requests)
-        for attempt in range(1, _INTEGRITY_RERUNS + 1):
+        attempt = 1
+        deadlocks = 0
+        while True:
             try:
                 if attempt == 1 and all(isinstance(request, StoreEvent) for request in requests):
                     appended = await self._append(requests)
@@ -380,15 +389,22 @@ class SqlEventStore(EventStore):
                         f"write kept conflicting with concurrent writers: {exc.orig}"
                     ) from exc
                 log.debug("concurrent write conflict, rerunning batch (attempt %d)", attempt)
+                attempt += 1
             except DBAPIError as exc:
                 # A retrier keeps the error, and the error's frames would keep this
                 # attempt's encoded rows, until the cycle collector gets to them: during
                 # an outage, a batch's worth of garbage per retry.
                 traceback.clear_frames(exc.__traceback__)
+                if self._dialect.is_deadlock(exc) and deadlocks < _DEADLOCK_RERUNS:
+                    # The server failed this whole transaction to break a deadlock the
+                    # store's own lock order cannot rule out (see _DEADLOCK_RERUNS):
+                    # nothing of it was written, and the other side has gone on.
+                    deadlocks += 1
+                    log.info("deadlock with a concurrent writer, rerunning batch: %s", exc.orig)
+                    continue
                 raise database_error(exc) from exc
             except (OSError, PoolTimeoutError) as exc:
                 raise _unreachable(exc) from exc
-        raise AssertionError("unreachable")
 
     async def _append(self, requests: list[StoreEvent]) -> list[ApplyResult] | None:
         """A batch of appends only -- every append and every worker batch, nearly: in one
