@@ -21,10 +21,12 @@ __all__ = [
     "APPEND",
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
+    "DROP_PLACEHOLDERS",
     "DROP_TRIGGERS",
     "EXPORT",
     "EXPORT_SESSIONS",
     "LOCK_FOR_STORE_WIDE_CAP",
+    "LOCK_HEADS",
     "ONE_EVENT_LOOP",
     "PING_IDLE_SECONDS",
     "READ_OPTIONS",
@@ -38,8 +40,11 @@ __all__ = [
     "configure_engine",
     "connect_args_from_query",
     "driver_errors",
+    "drop_placeholders",
     "fetch",
+    "is_deadlock",
     "is_unique_violation",
+    "lock_heads",
     "replay_params",
     "stream_params",
     "upsert",
@@ -48,8 +53,9 @@ __all__ = [
 #: asyncpg connections belong to the event loop that made them: a store is used in one loop.
 ONE_EVENT_LOOP = True
 
-#: Row locks: a batch that is not appends only locks its head rows first, sorted (see
-#: ``eventstore.sql.store``), so that two such batches never deadlock.
+#: Row locks: a batch that is not appends only locks its head rows first, sorted, with
+#: :data:`LOCK_HEADS` (see ``eventstore.sql.store``), so that it never deadlocks with
+#: another batch.
 ROW_LOCKS = True
 
 #: Reads are single statements: one snapshot each, no BEGIN/COMMIT round trips.
@@ -171,6 +177,71 @@ WITH heads AS (
 )
 SELECT session_id, stream_id, last_seq FROM heads
 """
+
+
+# The general path's first statement: every head row the batch touches, taken in one pass
+# in the order APPEND takes them. Existing heads are locked (DO UPDATE ... WHERE false
+# locks the row and writes nothing); missing ones are created as placeholders, last_seq 0,
+# so a head the batch will create is claimed in its place in that order too. Locking only
+# the existing heads first and creating the rest later deadlocked: this batch held head z
+# and waited to create head y, while a concurrent APPEND that had just created y (sorted
+# first) waited for z. RETURNING gives exactly the placeholders (rows not updated are not
+# returned): DROP_PLACEHOLDERS removes those that got no events before the commit, so no
+# empty stream is ever seen. $4: sessions cleared whole, whose existing heads count too.
+LOCK_HEADS = """
+INSERT INTO event_streams AS h
+    (session_id, stream_id, last_seq, first_seq, created_at, updated_at)
+SELECT k.session_id, k.stream_id, 0, 1, $1, $1
+FROM (
+    SELECT s.session_id, s.stream_id
+    FROM unnest($2::text[], $3::text[]) AS s(session_id, stream_id)
+    UNION
+    SELECT e.session_id, e.stream_id FROM event_streams e WHERE e.session_id = ANY($4::text[])
+) AS k
+ORDER BY k.session_id, k.stream_id
+ON CONFLICT (session_id, stream_id) DO UPDATE SET last_seq = h.last_seq WHERE false
+RETURNING h.session_id, h.stream_id
+"""
+
+DROP_PLACEHOLDERS = """
+DELETE FROM event_streams AS h
+USING unnest($1::text[], $2::text[]) AS k(session_id, stream_id)
+WHERE h.session_id = k.session_id AND h.stream_id = k.stream_id AND h.last_seq = 0
+"""
+
+
+async def lock_heads(
+    conn: AsyncConnection,
+    streams: list[tuple[str, str]],
+    sessions: list[str],
+    now: int,
+) -> set[tuple[str, str]]:
+    """Lock the heads of ``streams`` and of every stream of ``sessions``, in APPEND's
+    order, creating missing heads of ``streams`` as placeholders; return those created.
+
+    In the transaction SQLAlchemy began on ``conn``. The placeholders must go through
+    :func:`drop_placeholders` before the commit.
+    """
+    result = await conn.exec_driver_sql(
+        LOCK_HEADS,
+        (
+            now,
+            [session_id for session_id, _ in streams],
+            [stream_id for _, stream_id in streams],
+            sessions,
+        ),
+    )
+    return {(row.session_id, row.stream_id) for row in result}
+
+
+async def drop_placeholders(conn: AsyncConnection, created: set[tuple[str, str]]) -> None:
+    """Delete the heads :func:`lock_heads` created that are still empty (no event was
+    appended to them)."""
+    keys = sorted(created)
+    await conn.exec_driver_sql(
+        DROP_PLACEHOLDERS,
+        ([session_id for session_id, _ in keys], [stream_id for _, stream_id in keys]),
+    )
 
 
 def _append_params(
@@ -439,6 +510,12 @@ def configure_engine(engine: AsyncEngine, *, ping_idle_after: float | None) -> N
                 # The pool discards this connection and checks out another.
                 raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
             raise
+
+
+def is_deadlock(error: DBAPIError) -> bool:
+    """Whether the server broke a deadlock by failing this transaction (all of it was
+    rolled back: rerunning it is safe)."""
+    return getattr(error.orig, "sqlstate", None) == "40P01"
 
 
 def is_unique_violation(error: DBAPIError) -> bool:

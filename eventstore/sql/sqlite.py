@@ -42,6 +42,7 @@ __all__ = [
     "connect_driver",
     "driver_errors",
     "fetch",
+    "is_deadlock",
     "is_unique_violation",
     "replay_params",
     "reserve_seqs",
@@ -435,6 +436,11 @@ def _driver_call(method: Any, statement: str) -> Any:
         return await_(method(statement))
     except sqlite3.Error as exc:
         raise _driver_error(statement, None, exc) from exc
+
+
+def is_deadlock(error: DBAPIError) -> bool:
+    """Never: one writer at a time, which waits out ``busy_timeout`` instead."""
+    return False
 
 
 def is_unique_violation(error: DBAPIError) -> bool:

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, true, update
+from sqlalchemy import Row, and_, bindparam, delete, func, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.util import greenlet_spawn
 
 from eventstore.clock import now_ms
@@ -70,6 +69,13 @@ _DIALECTS: dict[str, ModuleType] = {"postgresql": postgresql, "sqlite": sqlite}
 # also commit the same (session_id, event_id) between a rerun's lookup and its INSERT;
 # two more reruns cover any realistic interleaving.
 _INTEGRITY_RERUNS = 4
+# A deadlock the server broke by failing the batch is rerun this often before
+# StoreUnavailableError. Heads are always taken in one sorted order, but a batch can still
+# wait for another's uncommitted event with the same (session_id, event_id) in another
+# stream, a batch split into several statements (_statements) locks its heads part by
+# part, and writers other than this store (a manual transaction, an older version during
+# a rolling upgrade) lock in their own order.
+_DEADLOCK_RERUNS = 3
 # Keeps expanding IN lists well below SQLite's and asyncpg's parameter limits.
 _LOOKUP_CHUNK = 500
 # What _change_setting returns for a cap that is set already.
@@ -135,7 +141,7 @@ def _statements(fresh: list[_Pending]) -> list[list[_Pending]]:
 
     Nearly always one part. Parts after the first lock their heads after the first's,
     not in one sorted order: two such batches at once may deadlock, which PostgreSQL
-    breaks by failing one (StoreUnavailableError, and the worker reruns it).
+    breaks by failing one, which ``apply`` reruns.
     """
     parts: list[list[_Pending]] = [[]]
     size = 0
@@ -259,17 +265,18 @@ def _unreachable(exc: OSError | PoolTimeoutError) -> StoreUnavailableError:
     return StoreUnavailableError(f"database connection failed: {exc}")
 
 
-def _heads_of(requests: Sequence[WriteRequest]) -> ColumnElement[bool] | None:
-    """The head rows a batch may lock, for locking them all at once, in order.
+def _heads_of(requests: Sequence[WriteRequest]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The head rows a batch may lock, for locking them all at once, in order: the
+    streams it names (sorted) and the sessions it clears whole.
 
     The batch's statements lock heads as they go -- a run of appends, a clear, a rerun's
     appends split around a looked-up row -- so two batches could lock two streams in
-    opposite orders and deadlock. Taking every existing head first, sorted as appends
-    sort them, leaves later statements nothing to wait for but heads they create.
+    opposite orders and deadlock. Taking every head first, existing or to be created,
+    sorted as appends sort them, leaves later statements nothing to wait for.
     Requests that are not requests, or have unusable ids, are left out: they fail on
     their own later.
     """
-    streams: dict[str, set[str]] = {}
+    streams: set[tuple[str, str]] = set()
     whole: set[str] = set()
     for request in requests:
         if not isinstance(request, (StoreEvent, ClearStream, ClearSession, UpdateLastEventId)):
@@ -279,19 +286,10 @@ def _heads_of(requests: Sequence[WriteRequest]) -> ColumnElement[bool] | None:
             if isinstance(request, ClearSession):
                 whole.add(session_id)
             else:
-                streams.setdefault(session_id, set()).add(check_id("stream_id", request.stream_id))
+                streams.add((session_id, check_id("stream_id", request.stream_id)))
         except InvalidInputError:
             continue
-    if not streams and not whole:
-        return None
-    return or_(
-        *(_hd.session_id == session_id for session_id in whole),
-        *(
-            and_(_hd.session_id == session_id, _hd.stream_id.in_(sorted(ids)))
-            for session_id, ids in streams.items()
-            if session_id not in whole
-        ),
-    )
+    return sorted(streams), sorted(whole)
 
 
 def _row_data(row: Sequence[Any], session_id: str, stream_id: str) -> Any:
@@ -359,16 +357,28 @@ class SqlEventStore(EventStore):
     async def apply(self, requests: Sequence[WriteRequest]) -> list[ApplyResult]:
         self._check_open()
         requests = check_requests(requests)
-        for attempt in range(1, _INTEGRITY_RERUNS + 1):
+        attempt = 1
+        deadlocks = 0
+        while True:
             try:
                 if attempt == 1 and all(isinstance(request, StoreEvent) for request in requests):
                     appended = await self._append(requests)
                     if appended is not None:
                         return appended
                 async with self.engine.begin() as conn:
-                    if self._dialect.ROW_LOCKS and (heads := _heads_of(requests)) is not None:
-                        await self._lock_heads(conn, heads)
-                    return await self._apply_in(conn, requests, lookup=attempt > 1)
+                    placeholders: set[tuple[str, str]] = set()
+                    if self._dialect.ROW_LOCKS:
+                        streams, whole = _heads_of(requests)
+                        if streams or whole:
+                            placeholders = await self._dialect.lock_heads(
+                                conn, streams, whole, now_ms()
+                            )
+                    results = await self._apply_in(
+                        conn, requests, lookup=attempt > 1, placeholders=placeholders
+                    )
+                    if placeholders:
+                        await self._dialect.drop_placeholders(conn, placeholders)
+                    return results
             except IntegrityError as exc:
                 if not self._dialect.is_unique_violation(exc):
                     # A CHECK, a foreign key or a trigger of the host refused a row: no
@@ -379,15 +389,22 @@ class SqlEventStore(EventStore):
                         f"write kept conflicting with concurrent writers: {exc.orig}"
                     ) from exc
                 log.debug("concurrent write conflict, rerunning batch (attempt %d)", attempt)
+                attempt += 1
             except DBAPIError as exc:
                 # A retrier keeps the error, and the error's frames would keep this
                 # attempt's encoded rows, until the cycle collector gets to them: during
                 # an outage, a batch's worth of garbage per retry.
                 traceback.clear_frames(exc.__traceback__)
+                if self._dialect.is_deadlock(exc) and deadlocks < _DEADLOCK_RERUNS:
+                    # The server failed this whole transaction to break a deadlock the
+                    # store's own lock order cannot rule out (see _DEADLOCK_RERUNS):
+                    # nothing of it was written, and the other side has gone on.
+                    deadlocks += 1
+                    log.info("deadlock with a concurrent writer, rerunning batch: %s", exc.orig)
+                    continue
                 raise database_error(exc) from exc
             except (OSError, PoolTimeoutError) as exc:
                 raise _unreachable(exc) from exc
-        raise AssertionError("unreachable")
 
     async def _append(self, requests: list[StoreEvent]) -> list[ApplyResult] | None:
         """A batch of appends only -- every append and every worker batch, nearly: in one
@@ -410,8 +427,16 @@ class SqlEventStore(EventStore):
         return results
 
     async def _apply_in(
-        self, conn: AsyncConnection, requests: Sequence[WriteRequest], *, lookup: bool
+        self,
+        conn: AsyncConnection,
+        requests: Sequence[WriteRequest],
+        *,
+        lookup: bool,
+        placeholders: Collection[tuple[str, str]] = (),
     ) -> list[ApplyResult]:
+        """The requests in order, in ``conn``'s transaction. ``placeholders``: heads that
+        ``lock_heads`` created empty (last_seq 0), which are no stream until an event is
+        appended to them."""
         results: list[ApplyResult] = [None] * len(requests)
         now = now_ms()
         run: list[tuple[int, StoreEvent]] = []
@@ -423,7 +448,7 @@ class SqlEventStore(EventStore):
                 await self._store_run(conn, run, results, now, lookup)
                 run = []
             try:
-                results[index] = await self._apply_other(conn, request, now)
+                results[index] = await self._apply_other(conn, request, now, placeholders)
             except EventStoreError as exc:
                 results[index] = exc
         if run:
@@ -431,7 +456,11 @@ class SqlEventStore(EventStore):
         return results
 
     async def _apply_other(
-        self, conn: AsyncConnection, request: WriteRequest, now: int
+        self,
+        conn: AsyncConnection,
+        request: WriteRequest,
+        now: int,
+        placeholders: Collection[tuple[str, str]],
     ) -> ApplyResult:
         if isinstance(request, ClearStream):
             session_id = check_id("session_id", request.session_id)
@@ -448,10 +477,11 @@ class SqlEventStore(EventStore):
             session_id = check_id("session_id", request.session_id)
             stream_id = check_id("stream_id", request.stream_id)
             event_id = check_id("event_id", request.event_id)
+            where = [_hd.session_id == session_id, _hd.stream_id == stream_id]
+            if (session_id, stream_id) in placeholders:
+                where.append(_hd.last_seq > 0)
             updated = await conn.execute(
-                update(event_streams)
-                .where(_hd.session_id == session_id, _hd.stream_id == stream_id)
-                .values(last_event_id=event_id, updated_at=now)
+                update(event_streams).where(*where).values(last_event_id=event_id, updated_at=now)
             )
             if updated.rowcount == 0:
                 raise InvalidInputError(f"stream {stream_id!r} does not exist in this session")
