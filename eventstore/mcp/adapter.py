@@ -88,6 +88,13 @@ class SessionEventStore(SdkEventStore):
       logged at debug level, except for a cursor this session minted that the cap
       dropped: a WARNING (at most once a minute per stream), since the SDK client then
       reconnects until its request times out.
+    * **Replay of an answered request** -- the messages it sends end with the
+      response -- returns ``None`` once they are sent: nothing follows a response, and
+      a stream attached to the resuming connection would stay registered under the
+      request id until the client's disconnect is noticed, when the SDK's clean-up of
+      that connection removes whatever is registered under the id by then -- the
+      stream of a new request sent with the same id right after, which then lost its
+      response.
     * **Replay while the tool is still sending.** With :attr:`attachments` (set by
       :class:`~eventstore.mcp.SessionBinding`), a replay whose stream is not attached
       to a live connection catches up, then holds the router's next message for that
@@ -364,8 +371,19 @@ class SessionEventStore(SdkEventStore):
     async def _replay(
         self, key: str, stream_id: str, last_event_id: str, send_callback: EventCallback
     ) -> StreamId | None:
-        cursor = await self._forward(key, last_event_id, send_callback)
-        if cursor is None:
+        forwarded = await self._forward(key, last_event_id, send_callback)
+        if forwarded is None:
+            return None
+        cursor, answered = forwarded
+        if answered:
+            # Nothing follows a response, so the stream must not be attached to this
+            # connection: attached, it would stay registered under the request id
+            # until the client's disconnect is noticed, and the SDK's clean-up of this
+            # connection then removes whatever is registered under that id by then --
+            # the stream of a new request the client sent with the same id right after,
+            # which so loses its messages. Unattached, this connection ends after the
+            # response, as the SDK's own POST stream does.
+            self._log_answered(key)
             return None
         attachments = self.attachments
         if attachments is None or attachments.attached(stream_id):
@@ -378,9 +396,12 @@ class SessionEventStore(SdkEventStore):
             moved = await self._forward(key, cursor, send_callback)
             if moved is None:
                 return None
-            if moved == cursor:
+            if moved[1]:
+                self._log_answered(key)
+                return None
+            if moved[0] == cursor:
                 break
-            cursor = moved
+            cursor = moved[0]
         while not attachments.close(stream_id):
             # Another replay of this stream is handing it over right now. Returning the
             # stream now would let the SDK attach it to both connections: the later
@@ -396,8 +417,10 @@ class SessionEventStore(SdkEventStore):
         except BaseException:
             attachments.open(stream_id)
             raise
-        if sent is None:
+        if sent is None or sent[1]:
             attachments.open(stream_id)
+            if sent is not None:
+                self._log_answered(key)
             return None
         # No await from here on: the SDK checks its registry as soon as this returns.
         if not attachments.hand_over(stream_id):
@@ -409,21 +432,29 @@ class SessionEventStore(SdkEventStore):
             return None
         return stream_id
 
-    async def _forward(self, key: str, cursor: str, send_callback: EventCallback) -> str | None:
-        """Send the stream's events after ``cursor``, :data:`REPLAY_PAGE` at a time; the
-        id of the last one (``cursor`` if there were none), or ``None``: refuse.
+    def _log_answered(self, key: str) -> None:
+        log.debug("session %s: stream %r replayed to its response", self.session_id, key)
 
-        Pages keep a replay's memory to one page, however long the stream (with no cap)
-        and however slowly the client reads (sending waits for it).
+    async def _forward(
+        self, key: str, cursor: str, send_callback: EventCallback
+    ) -> tuple[str, bool] | None:
+        """Send the stream's events after ``cursor``, :data:`REPLAY_PAGE` at a time.
+
+        Returns the id of the last one (``cursor`` if there were none) and whether the
+        last message sent is a response (``False`` if none was sent), or ``None``:
+        refuse. Pages keep a replay's memory to one page, however long the stream (with
+        no cap) and however slowly the client reads (sending waits for it).
         """
+        answered = False
         while True:
             events = await self._read(key, cursor)
             if events is None or not await self._send(key, events, send_callback):
                 return None
             if events:
                 cursor = events[-1].id
+                answered = _ends_answered(events, answered)
             if len(events) < REPLAY_PAGE:
-                return cursor
+                return cursor, answered
 
     async def _read(self, key: str, after: str) -> list[StoredEvent] | None:
         """A page of the stream's events after ``after``, once its writes are settled;
@@ -538,10 +569,7 @@ class SessionEventStore(SdkEventStore):
         finished = self._finished.pop(key, None)
         if finished is not None:
             finished[1].cancel()
-        is_response = (
-            isinstance(data, dict) and "id" in data and ("result" in data or "error" in data)
-        )
-        if is_response or (data is None and finished is not None):
+        if _is_response(data) or (data is None and finished is not None):
             assert self.finished_stream_ttl is not None
             timer = asyncio.get_running_loop().call_later(
                 self.finished_stream_ttl, self._expire, key, counter
@@ -627,6 +655,19 @@ class SessionEventStore(SdkEventStore):
         removed = await (self.worker or self.store).clear_session(self.session_id)
         self._newest.clear()
         return removed
+
+
+def _is_response(data: Any) -> bool:
+    return isinstance(data, dict) and "id" in data and ("result" in data or "error" in data)
+
+
+def _ends_answered(events: list[StoredEvent], answered: bool) -> bool:
+    """Whether the last message of ``events`` is a response (``answered``: none in it)."""
+    for event in reversed(events):
+        # Priming events (no data) after the response change nothing.
+        if event.data is not None:
+            return _is_response(event.data)
+    return answered
 
 
 def _failure(future: asyncio.Future[StoredEvent]) -> BaseException | None:

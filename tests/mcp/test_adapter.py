@@ -95,13 +95,15 @@ async def test_replay_sends_the_messages_after_the_cursor_exactly_as_stored(
     messages = [progress(1, "ünïcode ☃"), progress(2, "\u0000 nul"), response(1, 2**80)]
     ids = [await adapter.store_event("1", message) for message in messages]
 
+    # A replay that sent the response names no stream: nothing follows a response, so
+    # the SDK must not attach the stream to the resuming connection.
     sent = Collector()
-    assert await adapter.replay_events_after(priming, sent) == "1"
+    assert await adapter.replay_events_after(priming, sent) is None
     assert [event.event_id for event in sent.sent] == ids
     assert [wire(event.message) for event in sent.sent] == [wire(m) for m in messages]
 
     sent = Collector()
-    assert await adapter.replay_events_after(ids[0], sent) == "1"
+    assert await adapter.replay_events_after(ids[0], sent) is None
     assert [event.event_id for event in sent.sent] == ids[1:]
 
     sent = Collector()
@@ -397,7 +399,7 @@ async def _finished_stream_is_dropped(adapter: SessionEventStore, store: EventSt
     # Within the TTL (a second is plenty for these few writes) a client that missed the
     # response still gets it.
     sent = Collector()
-    assert await adapter.replay_events_after(first, sent) == "1"
+    assert await adapter.replay_events_after(first, sent) is None  # replayed to the response
     assert len(sent.sent) == 2
 
     async def dropped() -> bool:
@@ -449,7 +451,7 @@ async def test_a_finished_stream_is_not_dropped_under_a_replay_reading_it(
         sent.append(event)
         await asyncio.sleep(0.0005)  # the replay outlasts the TTL
 
-    assert await adapter.replay_events_after(first, slow_client) == "1"
+    assert await adapter.replay_events_after(first, slow_client) is None  # to the response
     assert len(sent) == 2 * REPLAY_PAGE + 1  # every page, and the response
     await asyncio.sleep(1.5)  # once the replay is over, the drop goes ahead
     assert await store.get_stream_events("s", "1") == []

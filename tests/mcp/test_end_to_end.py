@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from functools import partial
 
 import pytest
+from httpx_sse import EventSource
 
 from eventstore import EventStore
 from eventstore.mcp.demo.proxy import CuttableProxy
@@ -353,3 +355,50 @@ async def test_reconnects_that_miss_nothing_do_not_evict_messages(sql_url: str) 
         call.resume.set()
         rest = await session.follow_to_response(cursor)
         assert texts(rest) == ["C: step 2 of 2"]
+
+
+async def test_a_request_id_used_again_right_after_a_resume_gets_its_response(
+    harness: Harness,
+) -> None:
+    """A client drops a call, resumes it and is replayed the response, then sends a new
+    request with the same id (clients that count ids per connection, or retry, do).
+
+    The resumed connection used to be attached to the finished stream, registered in
+    the SDK under the request id until the client's disconnect was noticed; the SDK's
+    clean-up of that connection then removed the new request's registration under the
+    same id, and the new call's stream ended without its response. Here the client keeps
+    the resumed connection open until the new call runs, so that order is certain.
+    """
+    session = await harness.raw_session()
+    old = harness.conductor.call("old")
+    dropped = await session.call_tool_and_drop(1, "count", 2, label="old", steps=2, pause_after=1)
+    await asyncio.wait_for(old.paused.wait(), 20)
+    old.resume.set()
+    await eventually(partial(response_stored, harness, session.session_id, "1"))
+
+    headers = session.headers(accept="text/event-stream")
+    headers["last-event-id"] = dropped[-1].id
+    new = harness.conductor.call("new")
+    async with harness.http.stream("GET", harness.endpoint, headers=headers) as resumed:
+        assert resumed.status_code == 200
+        replayed: list[Event] = []
+        async for sse in EventSource(resumed).aiter_sse():
+            replayed.append(Event(sse.id, json.loads(sse.data) if sse.data else None))
+            if replayed[-1].message is None:
+                break  # primed: the SDK attached the old stream to this connection
+        again = asyncio.ensure_future(
+            session.call_tool(1, "count", label="new", steps=2, pause_after=1)
+        )
+        await asyncio.wait_for(new.paused.wait(), 20)
+    # The resumed connection is closed. Its clean-up on the server (loopback: within
+    # milliseconds) used to end the new call's stream here.
+    await asyncio.wait({again}, timeout=1.0)
+    new.resume.set()
+    events = await asyncio.wait_for(again, 20)
+    assert texts(events) == ["new: step 1 of 2", "new: step 2 of 2"]
+    assert events[-1].is_response
+    assert events[-1].message is not None
+    assert events[-1].message["result"]["content"][0]["text"] == "new counted to 2"
+    # The resume ended after the response, with no priming event: nothing follows it.
+    assert texts(replayed) == ["old: step 2 of 2"]
+    assert replayed[-1].is_response
