@@ -67,7 +67,8 @@ class StoreClosedError(EventStoreError):
 
 
 class StoreUnavailableError(EventStoreError):
-    """The database could not be reached or failed transiently (connection lost, busy).
+    """The database could not be reached or failed transiently (connection lost, busy,
+    a SQLite file deleted, moved or replaced under the open store).
 
     Retry the same call. Almost always nothing was committed. The exception is a
     connection lost while its COMMIT was under way: the write may have committed without

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -35,6 +37,7 @@ __all__ = [
     "ROW_LOCKS",
     "STREAM",
     "STREAM_LIMITED",
+    "FileMovedError",
     "append_events",
     "append_in_transaction",
     "check_synchronous",
@@ -84,6 +87,62 @@ def _driver_error(statement: str, params: Any, error: sqlite3.Error) -> DBAPIErr
     if _opened_read_only(error):
         wrapped.connection_invalidated = True
     return wrapped
+
+
+class FileMovedError(sqlite3.OperationalError):
+    """The file at the database's path is no longer the file the store opened.
+
+    In WAL mode SQLite does not notice (it checks ``SQLITE_READONLY_DBMOVED`` only in
+    rollback-journal modes): a write to a file deleted, renamed away or replaced under
+    an open connection commits to the orphaned inode, and is lost when the connection
+    closes. So the store checks before every COMMIT and every read, and refuses.
+    Transient: the file moved back in place (same inode) makes the same write succeed,
+    and a retry of a refused write is always safe, as nothing was committed.
+    """
+
+    #: Read by the store's error mapping: this is a StoreUnavailableError.
+    eventstore_transient = True
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    """The database file an engine's connections opened: its path and (st_dev, st_ino)."""
+
+    path: str
+    identity: tuple[int, int]
+
+
+#: Where a pooled connection's record keeps its _File (none: an in-memory database).
+_FILE = "eventstore_sqlite_file"
+
+
+def _identity(path: str) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
+def _check_file(file: _File) -> None:
+    """Raise :class:`FileMovedError` unless ``file.path`` still is the file opened there.
+
+    One ``stat`` (a microsecond or two): SQLite's own check for a moved file compares
+    the same two numbers. No other file can get the inode while a connection holds it
+    open (the pool keeps its connections when the file moves), so an equal pair means
+    the same file.
+    """
+    try:
+        if _identity(file.path) == file.identity:
+            return
+        happened = "was replaced by another file"
+    except FileNotFoundError:
+        happened = "was deleted or moved away"
+    except OSError as exc:
+        happened = f"cannot be checked ({exc.strerror or exc}), and may have moved"
+    raise FileMovedError(
+        f"the SQLite database file {file.path!r} {happened} while the store had it open; "
+        "nothing was written or read. Writing on would commit to a file no longer at that "
+        "path, to be lost. Move the original file back to that path, or reopen the store "
+        "to use what is there now"
+    )
 
 
 def driver_errors() -> tuple[type[Exception], ...]:
@@ -222,7 +281,7 @@ async def append_in_transaction(
         # aiosqlite's _execute (what each of its public calls is built on) runs a function
         # on its thread; its public API has one call per statement.
         return await driver._execute(  # type: ignore[no-any-return]
-            _transaction, driver._conn, statements, now, cancelled
+            _transaction, driver._conn, statements, now, cancelled, pooled.info.get(_FILE)
         )
     except BaseException:
         cancelled.set()
@@ -234,8 +293,10 @@ def _transaction(
     statements: list[tuple[StreamCounts, AppendRows]],
     now: int,
     cancelled: threading.Event,
+    file: _File | None,
 ) -> list[dict[tuple[str, str], int]]:
-    """On aiosqlite's thread: the whole append transaction."""
+    """On aiosqlite's thread: the whole append transaction, committed only if ``file``
+    (``None``: in memory) is still at its path."""
     try:
         _run(conn, BEGIN)
         heads = []
@@ -247,6 +308,9 @@ def _transaction(
             conn.rollback()
             return []
         try:
+            # Last, under the write lock: a file moved while BEGIN waited is seen too.
+            if file is not None:
+                _check_file(file)
             conn.commit()
         except sqlite3.Error as exc:
             raise _StatementError("COMMIT", exc) from exc
@@ -339,9 +403,21 @@ async def fetch(pooled: PoolProxiedConnection, statement: str, params: list[Any]
     driver = pooled.driver_connection
     assert driver is not None
     try:
-        return list(await driver.execute_fetchall(statement, params))
+        # As execute_fetchall, one hop, with the file's check on the thread.
+        return await driver._execute(  # type: ignore[no-any-return]
+            _fetch_checked, driver._conn, statement, params, pooled.info.get(_FILE)
+        )
     except sqlite3.Error as exc:
         raise _driver_error(statement, params, exc) from exc
+
+
+def _fetch_checked(
+    conn: sqlite3.Connection, statement: str, params: list[Any], file: _File | None
+) -> list[Any]:
+    """On aiosqlite's thread: the rows, unless the file moved (they would be stale)."""
+    if file is not None:
+        _check_file(file)
+    return conn.execute(statement, params).fetchall()
 
 
 _SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
@@ -392,13 +468,39 @@ def configure_engine(
         if _opened_read_only(context.original_exception):
             context.is_disconnect = True
 
+    # The file the engine's first connection opened. Every later connection must open
+    # that same file, and every read and commit checks it is still at its path (see
+    # FileMovedError): never a write to a file that is no longer there, never a read of
+    # one. Connections are kept when it moves: they hold its inode, so that no new file
+    # can get its number, and they serve again if it is moved back. Nor does the engine
+    # open a file put in its place, or create an empty one where it was deleted: only a
+    # new store (a restart) takes on what is at the path now, and creates the schema
+    # only if told to.
+    opened: list[_File] = []
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        if opened:
+            # Before SQLite opens, or creates, whatever is at the path now.
+            _check_file(opened[0])
+
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in pragmas:
             cursor.execute(pragma)
+        # The path as SQLite resolved it ("" in memory), also for a file: URI.
+        cursor.execute("PRAGMA database_list")
+        path = next((row[2] for row in cursor.fetchall() if row[1] == "main"), "")
         cursor.close()
+        if not path:
+            return
+        if not opened:
+            opened.append(_File(path, _identity(path)))
+        # (A failed connect event closes the connection: the pool sees to it.)
+        _check_file(opened[0])
+        record.info[_FILE] = opened[0]
 
     if reset_open_transactions:
 
@@ -413,9 +515,28 @@ def configure_engine(
             ):
                 dbapi_connection.rollback()
 
+    @event.listens_for(engine.sync_engine, "commit")
+    def _on_commit(conn: Connection) -> None:
+        file = conn.connection.info.get(_FILE)
+        if file is not None:
+            try:
+                _check_file(file)
+            except FileMovedError as exc:
+                # SQLAlchemy raises what a commit listener raises as it is; the
+                # transaction stays open until the pool's reset rolls it back.
+                raise _driver_error("COMMIT", None, exc) from exc
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        if not conn.get_execution_options().get("eventstore_read"):
+        if conn.get_execution_options().get("eventstore_read"):
+            # Each of its SELECTs is on its own: checked once, here, on the event loop.
+            file = conn.connection.info.get(_FILE)
+            if file is not None:
+                try:
+                    _check_file(file)
+                except FileMovedError as exc:
+                    raise _driver_error("BEGIN", None, exc) from exc
+        else:
             # On the driver: one thread hop, where exec_driver_sql takes three.
             driver = conn.connection.driver_connection
             assert driver is not None

@@ -201,7 +201,7 @@ def _fill_appended(
 
 
 def _is_transient(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated:
+    if exc.connection_invalidated or getattr(exc.orig, "eventstore_transient", False):
         return True
     message = str(exc.orig).lower()
     return any(
