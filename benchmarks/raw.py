@@ -37,15 +37,16 @@ def _counts(batch: Sequence[Event]) -> list[tuple[tuple[str, str], int]]:
     return sorted(Counter((e.session_id, e.stream_id) for e in batch).items())
 
 
-def _rows(batch: Sequence[Event], counts: list[tuple[tuple[str, str], int]], now: int) -> list[Any]:
+def _rows(batch: Sequence[Event], counts: list[tuple[tuple[str, str], int]]) -> list[Any]:
     """``(session_id, stream_id, event_id, data, timestamp, later)`` as the store builds them:
-    ``later`` counts the rows of the same stream after this one."""
+    ``later`` counts the rows of the same stream after this one; the timestamp is ``None``,
+    "now", which the append takes from the stream's head row."""
     left = dict(counts)
     rows = []
     for e in batch:
         key = (e.session_id, e.stream_id)
         left[key] -= 1
-        rows.append((e.session_id, e.stream_id, e.event_id, e.text, now, left[key]))
+        rows.append((e.session_id, e.stream_id, e.event_id, e.text, None, left[key]))
     return rows
 
 
@@ -80,12 +81,12 @@ class RawSqlite:
         await self.conn.execute(begin)
         try:
             found = await self.conn.execute_fetchall(reserve, params)
-            heads = {(s, t): last for s, t, last in found}
+            heads = {(s, t): (last, stamp) for s, t, last, stamp in found}
             await self.conn.executemany(
                 insert,
                 [
-                    (s, t, heads[s, t] - later, event_id, data, ts)
-                    for s, t, event_id, data, ts, later in _rows(batch, counts, now)
+                    (s, t, heads[s, t][0] - later, event_id, data, heads[s, t][1])
+                    for s, t, event_id, data, _, later in _rows(batch, counts)
                 ],
             )
             await self.conn.commit()
@@ -130,7 +131,7 @@ class RawPostgres:
 
     async def append(self, batch: Sequence[Event]) -> int:
         counts, now = _counts(batch), now_ms()
-        columns = list(zip(*_rows(batch, counts, now), strict=True))
+        columns = list(zip(*_rows(batch, counts), strict=True))
         async with self.conn.transaction():
             await self.conn.fetch(
                 postgresql.APPEND,

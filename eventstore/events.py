@@ -21,7 +21,10 @@ class StoredEvent:
 
     ``id`` is the caller's event id (unique within the session), ``seq`` its position in
     the stream (1, 2, 3, ... with no gaps, never reused), ``timestamp`` the time it was
-    stored in milliseconds since the epoch.
+    stored in milliseconds since the epoch. Within a stream, the timestamps of events
+    stored "now" never decrease along ``seq``, also under concurrent writers and when
+    the clock steps back (such an event then gets its stream's latest time, not the
+    clock's); a timestamp given explicitly (an import) is kept as given.
     """
 
     id: str

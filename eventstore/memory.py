@@ -187,8 +187,16 @@ class InMemoryEventStore(EventStore):
         if stream is None:
             stream = session.streams[stream_id] = _Stream(now)
         stream.last_seq += 1
-        stream.updated_at = now
-        entry = _Entry(event_id, stream.last_seq, text, now if timestamp is None else timestamp)
+        # Never back, so that events stored "now" keep their order in time when the
+        # clock steps back (as the SQL stores keep it).
+        if now > stream.updated_at:
+            stream.updated_at = now
+        entry = _Entry(
+            event_id,
+            stream.last_seq,
+            text,
+            stream.updated_at if timestamp is None else timestamp,
+        )
         stream.entries.append(entry)
         session.by_event_id[event_id] = entry
         cap = self._cap_of(stream)
@@ -220,7 +228,7 @@ class InMemoryEventStore(EventStore):
         if stream is None:
             raise InvalidInputError(f"stream {request.stream_id!r} does not exist in this session")
         stream.last_event_id = request.event_id
-        stream.updated_at = now_ms()
+        stream.updated_at = max(stream.updated_at, now_ms())
 
     def _stream(self, session_id: str, stream_id: str) -> _Stream | None:
         check_id("session_id", session_id)
@@ -355,7 +363,7 @@ class InMemoryEventStore(EventStore):
             if session is None:
                 continue
             for stream in session.streams.values():
-                stream.updated_at = now
+                stream.updated_at = max(stream.updated_at, now)
                 touched += 1
         return touched
 

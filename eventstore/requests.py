@@ -15,10 +15,11 @@ class StoreEvent:
     """Append ``data`` as event ``event_id`` to stream ``(session_id, stream_id)``.
 
     ``timestamp`` (epoch ms, an ``int`` >= 0) is the event's recorded time; ``None``, the
-    normal case, means "now". Set it only when copying events that already have a time
-    (importing a dump, moving a store), so they keep it. It is not part of the event's
-    content: a retry with another timestamp is still the same event. ``data`` is left out
-    of the ``repr``, so logs that name a request never carry a user's payload.
+    normal case, means "now" (never earlier than the stream's previous "now", see
+    :class:`~eventstore.StoredEvent`). Set it only when copying events that already have
+    a time (importing a dump, moving a store), so they keep it. It is not part of the
+    event's content: a retry with another timestamp is still the same event. ``data`` is
+    left out of the ``repr``, so logs that name a request never carry a user's payload.
     """
 
     session_id: str

@@ -27,6 +27,8 @@ class StreamInfo:
     oldest still retained (events ``first_seq..last_seq`` are held), ``max_events`` the
     stream's own cap (``None``: the store-wide cap applies), ``last_event_id`` the last
     event the client acknowledged, and the timestamps are epoch milliseconds.
+    ``updated_at`` is the time of the stream's last write or touch and never goes back
+    (it is the time its next event stored "now" gets at least).
     """
 
     session_id: str
@@ -46,7 +48,11 @@ class EventStore(ABC):
 
     * **Ordering.** Each stream numbers its events ``seq`` = 1, 2, 3, ... in commit order,
       without gaps, also under concurrent writers. A ``seq`` is never reused while the
-      stream exists, even after the cap trims old events.
+      stream exists, even after the cap trims old events. The timestamps of a stream's
+      events stored "now" (``StoreEvent.timestamp`` ``None``, as :meth:`store_event`
+      stores them) never decrease along ``seq``: a writer that waited for the stream's
+      lock, or a clock that stepped back, gets the stream's latest time rather than an
+      earlier one. Explicit timestamps are stored as given and are outside this rule.
       :meth:`clear_stream`/:meth:`clear_session` drop the stream entirely; a later write
       to the same ids starts a new stream at ``seq`` 1.
     * **Isolation.** Reads name their session and stream and return only that stream's

@@ -10,6 +10,7 @@ import asyncio
 import datetime
 import enum
 import math
+import types
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
+import eventstore.clock
 from eventstore import (
     ClearStream,
     DuplicateEventError,
@@ -103,6 +105,63 @@ class EventStoreContract:
         for bad in (0, -1, 1.5, "3", True, 2**63):
             with pytest.raises(InvalidInputError):
                 await store.get_stream_events("s", "a", limit=bad)  # type: ignore[arg-type]
+
+    async def test_timestamps_stored_now_never_go_back_when_the_clock_does(
+        self, store: EventStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The store's clock is eventstore.clock.now_ms; only its time source is replaced.
+        now = [2_000_000_000_000]
+        monkeypatch.setattr(
+            eventstore.clock, "time", types.SimpleNamespace(time_ns=lambda: now[0] * 1_000_000)
+        )
+        start = now[0]
+        first = await store.store_event("s", "a", "e1", 1)
+        assert first.timestamp == start
+        now[0] = start - 60_000  # an NTP step back of a minute
+        second = await store.store_event("s", "a", "e2", 2)
+        assert second.timestamp == start
+        # A batch of appends only, with an explicit timestamp (kept as given) and a new
+        # stream (its own time: the guarantee is per stream).
+        batch = await store.apply(
+            [
+                StoreEvent("s", "a", "e3", 3),
+                StoreEvent("s", "a", "e4", 4, timestamp=5),
+                StoreEvent("s", "b", "b1", 1),
+                StoreEvent("s", "a", "e5", 5),
+            ]
+        )
+        assert [e.timestamp for e in batch if not isinstance(e, Exception)] == [
+            start,
+            5,
+            start - 60_000,
+            start,
+        ]
+        # Head updates that are not appends do not move a stream's time back either, on
+        # their own or in a batch with appends (the SQL stores' general write path).
+        now[0] = start + 1_000
+        await store.touch_sessions(["s"])
+        now[0] = start - 120_000
+        await store.apply([UpdateLastEventId("s", "a", "e5")])
+        await store.touch_sessions(["s"])
+        mixed = await store.apply(
+            [UpdateLastEventId("s", "a", "e5"), StoreEvent("s", "a", "e6", 6)]
+        )
+        assert [getattr(e, "timestamp", None) for e in mixed] == [None, start + 1_000]
+        info = await store.get_stream_info("s", "a")
+        assert info is not None and info.updated_at == start + 1_000
+        now[0] = start + 2_000  # the clock catches up: its own time again
+        last = await store.store_event("s", "a", "e7", 7)
+        assert last.timestamp == start + 2_000
+        events = await store.get_stream_events("s", "a")
+        assert [(e.id, e.timestamp) for e in events] == [
+            ("e1", start),
+            ("e2", start),
+            ("e3", start),
+            ("e4", 5),
+            ("e5", start),
+            ("e6", start + 1_000),
+            ("e7", start + 2_000),
+        ]
 
     # -- isolation ------------------------------------------------------------------------
 

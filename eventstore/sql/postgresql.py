@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from eventstore.errors import InvalidInputError
-from eventstore.sql import AppendRows, StreamCounts
+from eventstore.sql import AppendHeads, AppendRows, StreamCounts
 
 __all__ = [
     "APPEND",
@@ -157,6 +157,11 @@ DROP_TRIGGERS: list[str] = [
 # from the reserved range, return the heads. The head rows are upserted in sorted order,
 # so concurrent batches lock them in the same order (no deadlocks); the events keep the
 # batch's order. The statement-level trim trigger fires once, after both inserts.
+#
+# $1, "now", is read before the head's lock is taken: a writer that waited for the lock
+# may hold an older "now" than the one that committed before it, and the clock may step
+# back. So a head's updated_at never goes back (GREATEST under the row lock), and rows
+# stored "now" (ts NULL) take it: their timestamps never decrease along seq.
 APPEND = """
 WITH heads AS (
     INSERT INTO event_streams AS h
@@ -165,17 +170,19 @@ WITH heads AS (
     FROM unnest($2::text[], $3::text[], $4::bigint[]) AS s(session_id, stream_id, added)
     ORDER BY s.session_id, s.stream_id
     ON CONFLICT (session_id, stream_id)
-    DO UPDATE SET last_seq = h.last_seq + EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at
-    RETURNING h.session_id, h.stream_id, h.last_seq
+    DO UPDATE SET last_seq = h.last_seq + EXCLUDED.last_seq,
+                  updated_at = GREATEST(h.updated_at, EXCLUDED.updated_at)
+    RETURNING h.session_id, h.stream_id, h.last_seq, h.updated_at
 ), appended AS (
     INSERT INTO events (session_id, stream_id, seq, event_id, data, timestamp)
-    SELECT r.session_id, r.stream_id, heads.last_seq - r.later, r.event_id, r.data, r.ts
+    SELECT r.session_id, r.stream_id, heads.last_seq - r.later, r.event_id, r.data,
+           COALESCE(r.ts, heads.updated_at)
     FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[])
          WITH ORDINALITY AS r(session_id, stream_id, event_id, data, ts, later, position)
     JOIN heads ON heads.session_id = r.session_id AND heads.stream_id = r.stream_id
     ORDER BY r.position
 )
-SELECT session_id, stream_id, last_seq FROM heads
+SELECT session_id, stream_id, last_seq, updated_at FROM heads
 """
 
 
@@ -264,21 +271,22 @@ async def append_events(
     counts: StreamCounts,
     rows: AppendRows,
     now: int,
-) -> dict[tuple[str, str], int]:
-    """Reserve seqs and insert ``rows``; return each stream's ``last_seq`` afterwards.
+) -> AppendHeads:
+    """Reserve seqs and insert ``rows``; return each stream's head afterwards.
 
-    In the transaction SQLAlchemy began on ``conn``. ``counts`` and ``rows`` are as
-    :data:`eventstore.sql.StreamCounts` and :data:`eventstore.sql.AppendRows` say.
+    In the transaction SQLAlchemy began on ``conn``. ``counts``, ``rows`` and the heads
+    are as :data:`eventstore.sql.StreamCounts`, :data:`eventstore.sql.AppendRows` and
+    :data:`eventstore.sql.AppendHeads` say.
     """
     result = await conn.exec_driver_sql(APPEND, tuple(_append_params(counts, rows, now)))
-    return {(row.session_id, row.stream_id): row.last_seq for row in result}
+    return {(row.session_id, row.stream_id): (row.last_seq, row.updated_at) for row in result}
 
 
 async def append_in_transaction(
     pooled: PoolProxiedConnection,
     statements: list[tuple[StreamCounts, AppendRows]],
     now: int,
-) -> list[dict[tuple[str, str], int]]:
+) -> list[AppendHeads]:
     """:func:`append_events` for each of ``statements``, in one transaction of its own, on
     a pooled connection's asyncpg; the heads after each.
 
@@ -305,7 +313,8 @@ async def append_in_transaction(
             error.connection_invalidated = True
         raise error from exc
     return [
-        {(session_id, stream_id): last for session_id, stream_id, last in part} for part in found
+        {(session_id, stream_id): (last, stamp) for session_id, stream_id, last, stamp in part}
+        for part in found
     ]
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.pool import PoolProxiedConnection, PoolResetState
 from sqlalchemy.util import await_
 
 from eventstore.errors import InvalidInputError
-from eventstore.sql import AppendRows, StreamCounts
+from eventstore.sql import AppendHeads, AppendRows, StreamCounts
 
 __all__ = [
     "CREATE_TRIGGERS",
@@ -225,7 +225,12 @@ INSERT_EVENT = (
 
 @lru_cache(maxsize=64)
 def reserve_seqs(streams: int) -> str:
-    """Add each stream's new-event count to its head row (made by its first event)."""
+    """Add each stream's new-event count to its head row (made by its first event).
+
+    ``updated_at`` never goes back: "now" was read before ``BEGIN IMMEDIATE`` waited for
+    the write lock, so the writer that committed meanwhile may have stored a later one,
+    and the clock may step back. Rows stored "now" take the ``updated_at`` it returns.
+    """
     # Only placeholders are spliced in; the values are bound.
     values = ", ".join(["(?, ?, ?, 1, ?, ?)"] * streams)
     return (
@@ -233,8 +238,9 @@ def reserve_seqs(streams: int) -> str:
         "(session_id, stream_id, last_seq, first_seq, created_at, updated_at) "
         f"VALUES {values} "
         "ON CONFLICT (session_id, stream_id) DO UPDATE "
-        "SET last_seq = h.last_seq + excluded.last_seq, updated_at = excluded.updated_at "
-        "RETURNING session_id, stream_id, last_seq"
+        "SET last_seq = h.last_seq + excluded.last_seq, "
+        "updated_at = max(h.updated_at, excluded.updated_at) "
+        "RETURNING session_id, stream_id, last_seq, updated_at"
     )
 
 
@@ -243,11 +249,12 @@ async def append_events(
     counts: StreamCounts,
     rows: AppendRows,
     now: int,
-) -> dict[tuple[str, str], int]:
-    """Reserve seqs and insert ``rows``; return each stream's ``last_seq`` afterwards.
+) -> AppendHeads:
+    """Reserve seqs and insert ``rows``; return each stream's head afterwards.
 
-    In the transaction SQLAlchemy began on ``conn``. ``counts`` and ``rows`` are as
-    :data:`eventstore.sql.StreamCounts` and :data:`eventstore.sql.AppendRows` say.
+    In the transaction SQLAlchemy began on ``conn``. ``counts``, ``rows`` and the heads
+    are as :data:`eventstore.sql.StreamCounts`, :data:`eventstore.sql.AppendRows` and
+    :data:`eventstore.sql.AppendHeads` say.
     """
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None
@@ -263,7 +270,7 @@ async def append_in_transaction(
     pooled: PoolProxiedConnection,
     statements: list[tuple[StreamCounts, AppendRows]],
     now: int,
-) -> list[dict[tuple[str, str], int]]:
+) -> list[AppendHeads]:
     """:func:`append_events` for each of ``statements``, in one transaction of its own, on
     a pooled connection's driver; the heads after each.
 
@@ -294,7 +301,7 @@ def _transaction(
     now: int,
     cancelled: threading.Event,
     file: _File | None,
-) -> list[dict[tuple[str, str], int]]:
+) -> list[AppendHeads]:
     """On aiosqlite's thread: the whole append transaction, committed only if ``file``
     (``None``: in memory) is still at its path."""
     try:
@@ -345,23 +352,22 @@ def _run(conn: sqlite3.Connection, statement: str, params: Any = ()) -> list[Any
 
 def _reserve_and_insert(
     conn: sqlite3.Connection, counts: StreamCounts, rows: AppendRows, now: int
-) -> dict[tuple[str, str], int]:
+) -> AppendHeads:
     """On aiosqlite's thread: allocate the seqs on the head rows, insert the events."""
     params: list[Any] = []
     for (session_id, stream_id), count in counts:
         params += (session_id, stream_id, count, now, now)
     heads = {
-        (session_id, stream_id): last
-        for session_id, stream_id, last in _run(conn, reserve_seqs(len(counts)), params)
+        (session_id, stream_id): (last, stamp)
+        for session_id, stream_id, last, stamp in _run(conn, reserve_seqs(len(counts)), params)
     }
-    _run_many(
-        conn,
-        INSERT_EVENT,
-        [
-            (session_id, stream_id, heads[session_id, stream_id] - later, event_id, data, ts)
-            for session_id, stream_id, event_id, data, ts, later in rows
-        ],
-    )
+    inserted = []
+    for session_id, stream_id, event_id, data, ts, later in rows:
+        last, stamp = heads[session_id, stream_id]
+        inserted.append(
+            (session_id, stream_id, last - later, event_id, data, stamp if ts is None else ts)
+        )
+    _run_many(conn, INSERT_EVENT, inserted)
     return heads
 
 

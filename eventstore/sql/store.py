@@ -11,11 +11,24 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.util import greenlet_spawn
 
 from eventstore.clock import now_ms
@@ -55,7 +68,7 @@ from eventstore.requests import (
     UpdateLastEventId,
     WriteRequest,
 )
-from eventstore.sql import AppendRows, StreamCounts, postgresql, sqlite
+from eventstore.sql import AppendHeads, AppendRows, StreamCounts, postgresql, sqlite
 from eventstore.sql.engine import display_url
 from eventstore.sql.schema import event_ids_in_sessions, event_streams, events, settings
 from eventstore.store import ApplyResult, EventStore, StreamInfo
@@ -154,12 +167,13 @@ def _statements(fresh: list[_Pending]) -> list[list[_Pending]]:
     return parts
 
 
-def _append_rows(fresh: list[_Pending], now: int) -> tuple[StreamCounts, AppendRows]:
+def _append_rows(fresh: list[_Pending]) -> tuple[StreamCounts, AppendRows]:
     """The streams' new-event counts (sorted) and the rows, as ``append_events`` takes them.
 
     Each row carries how many rows of its stream follow it in the batch: its seq is then
     the stream's last_seq after the batch minus that. Sorted, so concurrent batches lock
-    head rows in the same order: no deadlocks.
+    head rows in the same order: no deadlocks. A row stored "now" has no timestamp yet:
+    the append gives it its stream's, once it holds the stream's lock.
     """
     counts: dict[tuple[str, str], int] = {}
     for item in fresh:
@@ -176,7 +190,7 @@ def _append_rows(fresh: list[_Pending], now: int) -> tuple[StreamCounts, AppendR
                 item.stream_id,
                 item.event_id,
                 item.text,
-                now if item.timestamp is None else item.timestamp,
+                item.timestamp,
                 left[stream],
             )
         )
@@ -186,18 +200,29 @@ def _append_rows(fresh: list[_Pending], now: int) -> tuple[StreamCounts, AppendR
 def _fill_appended(
     fresh: list[_Pending],
     rows: AppendRows,
-    heads: dict[tuple[str, str], int],
+    heads: AppendHeads,
     results: list[ApplyResult],
 ) -> None:
     for item, (_, _, _, _, timestamp, later) in zip(fresh, rows, strict=True):
+        last, stamp = heads[item.session_id, item.stream_id]
         results[item.index] = make_event(
             item.event_id,
             item.stream_id,
             item.data,
-            timestamp,
+            stamp if timestamp is None else timestamp,
             item.session_id,
-            heads[item.session_id, item.stream_id] - later,
+            last - later,
         )
+
+
+def _not_before(now: int) -> ColumnElement[int]:
+    """A head's new ``updated_at``: ``now``, unless it holds a later time already.
+
+    Appends stamp the events they store "now" with their head's ``updated_at``; it may
+    never go back, or a clock stepped back since would give a later event an earlier
+    time.
+    """
+    return case((_hd.updated_at > now, _hd.updated_at), else_=literal(now, BigInteger))
 
 
 def _is_transient(exc: DBAPIError) -> bool:
@@ -419,7 +444,7 @@ class SqlEventStore(EventStore):
         if fresh:
             now = now_ms()
             parts = _statements(fresh)
-            statements = [_append_rows(part, now) for part in parts]
+            statements = [_append_rows(part) for part in parts]
             async with self._driver(writing=True) as pooled:
                 heads = await self._dialect.append_in_transaction(pooled, statements, now)
             for part, (_, rows), part_heads in zip(parts, statements, heads, strict=True):
@@ -481,7 +506,9 @@ class SqlEventStore(EventStore):
             if (session_id, stream_id) in placeholders:
                 where.append(_hd.last_seq > 0)
             updated = await conn.execute(
-                update(event_streams).where(*where).values(last_event_id=event_id, updated_at=now)
+                update(event_streams)
+                .where(*where)
+                .values(last_event_id=event_id, updated_at=_not_before(now))
             )
             if updated.rowcount == 0:
                 raise InvalidInputError(f"stream {stream_id!r} does not exist in this session")
@@ -625,7 +652,7 @@ class SqlEventStore(EventStore):
         self, conn: AsyncConnection, fresh: list[_Pending], results: list[ApplyResult], now: int
     ) -> None:
         for part in _statements(fresh) if fresh else []:
-            counts, rows = _append_rows(part, now)
+            counts, rows = _append_rows(part)
             heads = await self._dialect.append_events(conn, counts, rows, now)
             _fill_appended(part, rows, heads, results)
 
@@ -979,7 +1006,7 @@ class SqlEventStore(EventStore):
                     locked = await self._lock_heads(conn, chunk)
                     if locked:
                         await conn.execute(
-                            update(event_streams).where(chunk).values(updated_at=now)
+                            update(event_streams).where(chunk).values(updated_at=_not_before(now))
                         )
                     touched += len(locked)
         except DBAPIError as exc:

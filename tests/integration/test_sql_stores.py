@@ -125,6 +125,47 @@ async def test_two_engines_50_tasks_on_one_stream_and_50_on_their_own(sql_url: s
         await second.close()
 
 
+async def test_timestamps_never_go_back_along_seq_under_concurrent_writers(
+    sql_url: str,
+) -> None:
+    # Each append reads the clock before it waits for the stream's lock: a writer that
+    # waited holds an older "now" than the one that committed first. Two pools (two
+    # replicas), 40 tasks, single appends and batches, all on one stream.
+    stores = [await open_store(sql_url), await open_store(sql_url)]
+    try:
+
+        async def write(store: EventStore, task: int) -> list[StoredEvent]:
+            stored = []
+            for i in range(10):
+                if i % 3:
+                    stored.append(await store.store_event("s", "shared", f"{task}-{i}", i))
+                    continue
+                batch = await store.apply(
+                    [StoreEvent("s", "shared", f"{task}-{i}-{k}", k) for k in range(3)]
+                )
+                stored += [e for e in batch if isinstance(e, StoredEvent)]
+            return stored
+
+        returned = await asyncio.gather(*(write(stores[task % 2], task) for task in range(40)))
+        events = await stores[0].get_stream_events("s", "shared")
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert len(events) == 40 * (6 + 4 * 3)
+        stamps = [e.timestamp for e in events]
+        backwards = [
+            (events[i].seq, stamps[i], stamps[i + 1])
+            for i in range(len(stamps) - 1)
+            if stamps[i + 1] < stamps[i]
+        ]
+        assert backwards == []
+        # What each append returned is what was stored.
+        assert sorted((e.seq, e.timestamp) for part in returned for e in part) == [
+            (e.seq, e.timestamp) for e in events
+        ]
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_concurrent_retries_of_one_event_store_it_once(sql_url: str) -> None:
     stores = [await open_store(sql_url) for _ in range(3)]
     try:
