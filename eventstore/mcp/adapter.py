@@ -88,8 +88,11 @@ class SessionEventStore(SdkEventStore):
       logged at debug level, except for a cursor this session minted that the cap
       dropped: a WARNING (at most once a minute per stream), since the SDK client then
       reconnects until its request times out.
-    * **Replay of an answered request** -- the messages it sends end with the
-      response -- returns ``None`` once they are sent: nothing follows a response, and
+    * **Replay of an answered request** ends with its response, even when the stream
+      goes on: what follows a response is a new request that reused the id (MCP allows
+      that once the first is answered; both share the SDK's stream id), and it is
+      replayed only from a cursor of its own. Such a replay returns ``None`` once the
+      response is sent: nothing follows a response, and
       a stream attached to the resuming connection would stay registered under the
       request id until the client's disconnect is noticed, when the SDK's clean-up of
       that connection removes whatever is registered under the id by then -- the
@@ -445,16 +448,23 @@ class SessionEventStore(SdkEventStore):
         refuse. Pages keep a replay's memory to one page, however long the stream (with
         no cap) and however slowly the client reads (sending waits for it).
         """
-        answered = False
         while True:
             events = await self._read(key, cursor)
-            if events is None or not await self._send(key, events, send_callback):
+            if events is None:
+                return None
+            read = len(events)
+            answer = _first_response(events)
+            if answer is not None:
+                # Nothing of the request follows its response: what does is a new
+                # request that reused the id (MCP allows that once the first was
+                # answered), and a cursor of the old request must not replay it.
+                del events[answer + 1 :]
+            if not await self._send(key, events, send_callback):
                 return None
             if events:
                 cursor = events[-1].id
-                answered = _ends_answered(events, answered)
-            if len(events) < REPLAY_PAGE:
-                return cursor, answered
+            if answer is not None or read < REPLAY_PAGE:
+                return cursor, answer is not None
 
     async def _read(self, key: str, after: str) -> list[StoredEvent] | None:
         """A page of the stream's events after ``after``, once its writes are settled;
@@ -661,13 +671,12 @@ def _is_response(data: Any) -> bool:
     return isinstance(data, dict) and "id" in data and ("result" in data or "error" in data)
 
 
-def _ends_answered(events: list[StoredEvent], answered: bool) -> bool:
-    """Whether the last message of ``events`` is a response (``answered``: none in it)."""
-    for event in reversed(events):
-        # Priming events (no data) after the response change nothing.
-        if event.data is not None:
-            return _is_response(event.data)
-    return answered
+def _first_response(events: list[StoredEvent]) -> int | None:
+    """The index of the first response in ``events``; ``None`` if there is none."""
+    for index, event in enumerate(events):
+        if _is_response(event.data):
+            return index
+    return None
 
 
 def _failure(future: asyncio.Future[StoredEvent]) -> BaseException | None:

@@ -402,3 +402,55 @@ async def test_a_request_id_used_again_right_after_a_resume_gets_its_response(
     # The resume ended after the response, with no priming event: nothing follows it.
     assert texts(replayed) == ["old: step 2 of 2"]
     assert replayed[-1].is_response
+
+
+async def _resume_to_the_end(harness: Harness, session: RawSession, cursor: str) -> list[Event]:
+    """GET with ``Last-Event-ID`` read until the server ends the stream (not stopping at
+    a response, as clients do: whatever comes after one is what this test looks for)."""
+    headers = session.headers(accept="text/event-stream")
+    headers["last-event-id"] = cursor
+    events: list[Event] = []
+
+    async def read() -> None:
+        async with harness.http.stream("GET", harness.endpoint, headers=headers) as response:
+            assert response.status_code == 200
+            async for sse in EventSource(response).aiter_sse():
+                events.append(Event(sse.id, json.loads(sse.data) if sse.data else None))
+
+    await asyncio.wait_for(read(), 20)
+    return events
+
+
+async def test_a_request_id_used_again_after_its_call_was_answered_keeps_the_calls_apart(
+    harness: Harness,
+) -> None:
+    """MCP lets a client use a request id again once its request was answered; both
+    calls' messages go to the SDK stream named by the id. A resume with the first call's
+    cursor used to replay the second call's messages too, a second response with the
+    same id among them."""
+    session = await harness.raw_session()
+    dropped: dict[str, list[Event]] = {}
+    for label in ("A", "B"):
+        call = harness.conductor.call(label)
+        dropped[label] = await session.call_tool_and_drop(
+            1, "count", 2, label=label, steps=2, pause_after=1
+        )
+        await asyncio.wait_for(call.paused.wait(), 20)
+        call.resume.set()
+
+        async def answered(count: int = len(dropped)) -> bool:
+            stored = await harness.store.get_stream_events(session.session_id, "1")
+            results = [e for e in stored if isinstance(e.data, dict) and "result" in e.data]
+            return len(results) == count
+
+        await eventually(answered)
+
+    for label, events in dropped.items():
+        assert texts(events) == [f"{label}: step 1 of 2"]
+        replayed = await _resume_to_the_end(harness, session, events[-1].id)
+        assert texts(replayed) == [f"{label}: step 2 of 2"]
+        responses = [event.message for event in replayed if event.is_response]
+        assert [r["result"]["content"][0]["text"] for r in responses if r] == [
+            f"{label} counted to 2"
+        ]
+        assert replayed[-1].is_response
