@@ -19,6 +19,7 @@ from eventstore.sql import AppendHeads, AppendRows, StreamCounts
 
 __all__ = [
     "APPEND",
+    "CANCELLED_APPEND_ROLLS_BACK",
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
     "DROP_PLACEHOLDERS",
@@ -52,6 +53,9 @@ __all__ = [
 
 #: asyncpg connections belong to the event loop that made them: a store is used in one loop.
 ONE_EVENT_LOOP = True
+
+#: A write cancelled mid-statement leaves its connection in an unknown state: discarded.
+CANCELLED_APPEND_ROLLS_BACK = False
 
 #: Row locks: a batch that is not appends only locks its head rows first, sorted, with
 #: :data:`LOCK_HEADS` (see ``eventstore.sql.store``), so that it never deadlocks with

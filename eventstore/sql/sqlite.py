@@ -7,6 +7,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,6 +26,8 @@ from eventstore.errors import InvalidInputError
 from eventstore.sql import AppendHeads, AppendRows, StreamCounts
 
 __all__ = [
+    "BUSY_SLICE_MS",
+    "CANCELLED_APPEND_ROLLS_BACK",
     "CREATE_TRIGGERS",
     "CURSOR_OPTIONS",
     "DROP_TRIGGERS",
@@ -165,6 +168,10 @@ async def _connected(connection: aiosqlite.Connection) -> aiosqlite.Connection:
 #: aiosqlite answers whichever event loop asks: a store may outlive a loop.
 ONE_EVENT_LOOP = False
 
+#: An append whose caller is cancelled rolls itself back on aiosqlite's thread (see
+#: :func:`append_in_transaction`), so its connection can go back to the pool as it is.
+CANCELLED_APPEND_ROLLS_BACK = True
+
 #: No row locks: writers are serialised by ``BEGIN IMMEDIATE`` already.
 ROW_LOCKS = False
 
@@ -216,6 +223,41 @@ DROP_TRIGGERS: list[str] = ["DROP TRIGGER IF EXISTS eventstore_trim_streams"]
 # placeholders only.
 #: How every write transaction starts: the write lock up front (see configure_engine).
 BEGIN = "BEGIN IMMEDIATE"
+
+#: Longest SQLite waits for the write lock at a time while a write begins: its busy wait
+#: cannot be interrupted, so a write waits for the lock in slices this long, up to the
+#: store's busy timeout, and a write whose caller gave up (a request timeout) notices
+#: within one and frees its connection and thread.
+BUSY_SLICE_MS = 50
+_BUSY_TIMEOUT = "eventstore_sqlite_busy_timeout_ms"
+_SQLITE_BUSY = 5
+
+
+def _begin(conn: sqlite3.Connection, cancelled: threading.Event, busy_timeout_ms: int) -> bool:
+    """On aiosqlite's thread: ``BEGIN IMMEDIATE``, waiting up to ``busy_timeout_ms`` for
+    the write lock; ``False`` (no transaction open) once ``cancelled`` is set."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    _run(conn, f"PRAGMA busy_timeout={min(busy_timeout_ms, BUSY_SLICE_MS)}")
+    try:
+        while True:
+            try:
+                _run(conn, BEGIN)
+            except _StatementError as exc:
+                if getattr(exc.error, "sqlite_errorcode", None) != _SQLITE_BUSY:
+                    raise
+                if cancelled.is_set():
+                    return False
+                if time.monotonic() >= deadline:
+                    raise
+                continue
+            if cancelled.is_set():
+                conn.rollback()
+                return False
+            return True
+    finally:
+        # Other statements (a read during a checkpoint) keep the whole timeout.
+        _run(conn, f"PRAGMA busy_timeout={busy_timeout_ms}")
+
 
 INSERT_EVENT = (
     "INSERT INTO events (session_id, stream_id, seq, event_id, data, timestamp) "
@@ -288,7 +330,13 @@ async def append_in_transaction(
         # aiosqlite's _execute (what each of its public calls is built on) runs a function
         # on its thread; its public API has one call per statement.
         return await driver._execute(  # type: ignore[no-any-return]
-            _transaction, driver._conn, statements, now, cancelled, pooled.info.get(_FILE)
+            _transaction,
+            driver._conn,
+            statements,
+            now,
+            cancelled,
+            pooled.info.get(_FILE),
+            pooled.info.get(_BUSY_TIMEOUT, BUSY_SLICE_MS),
         )
     except BaseException:
         cancelled.set()
@@ -301,11 +349,13 @@ def _transaction(
     now: int,
     cancelled: threading.Event,
     file: _File | None,
+    busy_timeout_ms: int,
 ) -> list[AppendHeads]:
     """On aiosqlite's thread: the whole append transaction, committed only if ``file``
     (``None``: in memory) is still at its path."""
     try:
-        _run(conn, BEGIN)
+        if not _begin(conn, cancelled, busy_timeout_ms):
+            return []
         heads = []
         for counts, rows in statements:
             if cancelled.is_set():
@@ -493,6 +543,7 @@ def configure_engine(
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None
+        record.info[_BUSY_TIMEOUT] = int(busy_timeout_ms)
         cursor = dbapi_connection.cursor()
         for pragma in pragmas:
             cursor.execute(pragma)
@@ -546,23 +597,20 @@ def configure_engine(
             # On the driver: one thread hop, where exec_driver_sql takes three.
             driver = conn.connection.driver_connection
             assert driver is not None
+            cancelled = threading.Event()
+            busy_timeout = conn.connection.info.get(_BUSY_TIMEOUT, BUSY_SLICE_MS)
             try:
-                _driver_call(driver.execute, BEGIN)
+                await_(driver._execute(_begin, driver._conn, cancelled, busy_timeout))
+            except _StatementError as exc:
+                raise _driver_error(exc.statement, None, exc.error) from exc.error
             except BaseException as exc:
                 if not isinstance(exc, Exception):
-                    # Cancelled while waiting for the write lock: the BEGIN stays queued
-                    # on aiosqlite's thread and would open a transaction on a connection
-                    # already back in the pool. Discard the connection instead.
+                    # Cancelled while waiting for the write lock. The BEGIN on aiosqlite's
+                    # thread gives up within a slice (see BUSY_SLICE_MS); SQLAlchemy
+                    # discards a connection cut short anyway.
+                    cancelled.set()
                     conn.invalidate(exc)
                 raise
-
-
-def _driver_call(method: Any, statement: str) -> Any:
-    """Await an aiosqlite call from SQLAlchemy's sync side, raising as SQLAlchemy would."""
-    try:
-        return await_(method(statement))
-    except sqlite3.Error as exc:
-        raise _driver_error(statement, None, exc) from exc
 
 
 def is_deadlock(error: DBAPIError) -> bool:

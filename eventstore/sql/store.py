@@ -772,8 +772,9 @@ class SqlEventStore(EventStore):
 
         On a disconnect every connection the pool made before now is retired, as
         SQLAlchemy does (the server went away, not just this one). A write cancelled
-        mid-statement retires its connection at once: what state its transaction is
-        in is unknown. The checkin runs where the pool may await (a reset that rolls back).
+        mid-statement retires its connection at once where what state its transaction
+        is in is unknown (PostgreSQL); SQLite's rolls itself back and is kept. The
+        checkin runs where the pool may await (a reset that rolls back).
         Connections are never kept between calls: one held back from the pool could
         starve writers of a small pool.
         """
@@ -802,10 +803,10 @@ class SqlEventStore(EventStore):
             raise
         except BaseException as exc:
             cancelled = not isinstance(exc, Exception)
-            if writing and cancelled:
+            if writing and cancelled and not self._dialect.CANCELLED_APPEND_ROLLS_BACK:
                 # Called outside a greenlet, the pool closes the driver connection
                 # without waiting: a graceful close would queue behind the cancelled
-                # statement (on SQLite, a BEGIN waiting out busy_timeout).
+                # statement.
                 pooled.invalidate(exc)
             raise
         finally:

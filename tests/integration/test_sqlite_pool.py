@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +18,7 @@ from eventstore import (
     SqlEventStore,
     StoreEvent,
     StoreUnavailableError,
+    UpdateLastEventId,
     open_store,
 )
 
@@ -72,3 +78,108 @@ async def test_connections_opened_read_only_are_replaced_once_the_file_is_writab
             assert (await queued).seq == 2
         await store.set_max_events_per_stream(5)
         assert [e.id for e in await store.get_stream_events("s", "a")] == ["e0", "e1"]
+
+
+def _threads_and_files() -> tuple[int, int]:
+    return threading.active_count(), len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("kind", ["appends only", "mixed batch"])
+async def test_writes_cancelled_while_another_connection_holds_the_lock_stay_in_the_pool(
+    sqlite_url: str, kind: str
+) -> None:
+    """Callers giving up on their writes (a request timeout) while another process holds
+    SQLite's write lock: each cancelled write used to leave its connection's thread waiting
+    out busy_timeout and the pool opened a new connection, thread and file for the next.
+    The pool's bound holds now, reads go on, and nothing cancelled commits later."""
+    path = sqlite_url.split(":///", 1)[1]
+    async with open_store(
+        sqlite_url, pool_size=1, max_overflow=0, sqlite_busy_timeout_ms=60_000
+    ) as store:
+        acknowledged = [await store.store_event("s", "a", f"e{n}", n) for n in range(3)]
+        threads, files = _threads_and_files()
+        most_threads, most_files = threads, files
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            for n in range(200):
+                batch: list[Any] = [StoreEvent("s", "a", f"gone{n}", n)]
+                if kind == "mixed batch":
+                    batch.append(UpdateLastEventId("s", "a", "e0"))
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(store.apply(batch), 0.005)
+                if n % 20 == 0:
+                    # WAL readers do not wait for the write lock, nor for the one
+                    # connection the cancelled writes were using.
+                    replay = await asyncio.wait_for(store.get_events_after("s", "a", "e0"), 10)
+                    assert replay == acknowledged[1:]
+                now_threads, now_files = _threads_and_files()
+                most_threads = max(most_threads, now_threads)
+                most_files = max(most_files, now_files)
+        finally:
+            blocker.rollback()
+            blocker.close()
+        # One connection (pool_size=1) and its thread, plus some slack: 200 cancels
+        # made 200 of each.
+        assert most_threads <= threads + 2, (threads, most_threads)
+        assert most_files <= files + 6, (files, most_files)
+        await asyncio.sleep(0.5)  # time for anything still queued to commit, wrongly
+        last = await store.store_event("s", "a", "last", 1)
+        assert last.seq == 4  # the cancelled writes took no seqs
+        assert await store.get_stream_events("s", "a") == [*acknowledged, last]
+        assert await store.get_events_after("s", "a", "e2") == [last]
+
+
+async def test_reads_cancelled_while_another_connection_holds_the_lock_stay_in_the_pool(
+    sqlite_url: str,
+) -> None:
+    """WAL readers do not wait for the write lock; a cancelled read's connection goes back
+    to the pool, its next call queued behind the one cancelled."""
+    path = sqlite_url.split(":///", 1)[1]
+    async with open_store(sqlite_url, pool_size=1, max_overflow=0) as store:
+        acknowledged = [await store.store_event("s", "a", f"e{n}", n) for n in range(50)]
+        threads, files = _threads_and_files()
+        most_threads, most_files = threads, files
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            for _ in range(200):
+                replay = asyncio.create_task(store.get_events_after("s", "a", "e0"))
+                await asyncio.sleep(0.005)
+                replay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    assert await replay == acknowledged[1:]
+                now_threads, now_files = _threads_and_files()
+                most_threads = max(most_threads, now_threads)
+                most_files = max(most_files, now_files)
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert most_threads <= threads + 2, (threads, most_threads)
+        assert most_files <= files + 6, (files, most_files)
+        assert await store.get_events_after("s", "a", "e48") == acknowledged[49:]
+
+
+async def test_a_write_waiting_for_the_lock_keeps_to_busy_timeout(sqlite_url: str) -> None:
+    """The wait for the write lock is cut into slices (so a cancel is seen); together they
+    last busy_timeout, and the connection keeps its busy_timeout afterwards."""
+    path = sqlite_url.split(":///", 1)[1]
+    async with open_store(
+        sqlite_url, pool_size=1, max_overflow=0, sqlite_busy_timeout_ms=400
+    ) as store:
+        assert isinstance(store, SqlEventStore)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError, match="database is locked"):
+                await store.store_event("s", "a", "e1", 1)
+            assert time.monotonic() - started >= 0.35
+            # Released while a write waits, several slices in: the write goes through.
+            asyncio.get_running_loop().call_later(0.2, blocker.rollback)
+            assert (await store.store_event("s", "a", "e1", 1)).seq == 1
+        finally:
+            blocker.close()
+        async with store.engine.connect() as conn:
+            timeout = await conn.exec_driver_sql("PRAGMA busy_timeout")
+            assert timeout.scalar_one() == 400
