@@ -572,27 +572,25 @@ def configure_engine(
             ):
                 dbapi_connection.rollback()
 
-    @event.listens_for(engine.sync_engine, "commit")
-    def _on_commit(conn: Connection) -> None:
+    def _check_file_of(conn: Connection, statement: str) -> None:
         file = conn.connection.info.get(_FILE)
         if file is not None:
             try:
                 _check_file(file)
             except FileMovedError as exc:
-                # SQLAlchemy raises what a commit listener raises as it is; the
-                # transaction stays open until the pool's reset rolls it back.
-                raise _driver_error("COMMIT", None, exc) from exc
+                raise _driver_error(statement, None, exc) from exc
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _on_commit(conn: Connection) -> None:
+        # SQLAlchemy raises what a commit listener raises as it is; the transaction
+        # stays open until the pool's reset rolls it back.
+        _check_file_of(conn, "COMMIT")
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         if conn.get_execution_options().get("eventstore_read"):
             # Each of its SELECTs is on its own: checked once, here, on the event loop.
-            file = conn.connection.info.get(_FILE)
-            if file is not None:
-                try:
-                    _check_file(file)
-                except FileMovedError as exc:
-                    raise _driver_error("BEGIN", None, exc) from exc
+            _check_file_of(conn, "BEGIN")
         else:
             # On the driver: one thread hop, where exec_driver_sql takes three.
             driver = conn.connection.driver_connection

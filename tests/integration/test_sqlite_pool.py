@@ -84,6 +84,23 @@ def _threads_and_files() -> tuple[int, int]:
     return threading.active_count(), len(os.listdir("/proc/self/fd"))
 
 
+class _Peak:
+    """The most threads and open files seen since it was made."""
+
+    def __init__(self) -> None:
+        self.start = self.most = _threads_and_files()
+
+    def note(self) -> None:
+        now = _threads_and_files()
+        self.most = (max(self.most[0], now[0]), max(self.most[1], now[1]))
+
+    def assert_pool_bounded(self) -> None:
+        # One connection (pool_size=1) and its thread, plus some slack: unbounded, 200
+        # cancels made 200 of each.
+        assert self.most[0] <= self.start[0] + 2, (self.start, self.most)
+        assert self.most[1] <= self.start[1] + 6, (self.start, self.most)
+
+
 @pytest.mark.parametrize("kind", ["appends only", "mixed batch"])
 async def test_writes_cancelled_while_another_connection_holds_the_lock_stay_in_the_pool(
     sqlite_url: str, kind: str
@@ -97,8 +114,7 @@ async def test_writes_cancelled_while_another_connection_holds_the_lock_stay_in_
         sqlite_url, pool_size=1, max_overflow=0, sqlite_busy_timeout_ms=60_000
     ) as store:
         acknowledged = [await store.store_event("s", "a", f"e{n}", n) for n in range(3)]
-        threads, files = _threads_and_files()
-        most_threads, most_files = threads, files
+        peak = _Peak()
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         try:
@@ -113,16 +129,11 @@ async def test_writes_cancelled_while_another_connection_holds_the_lock_stay_in_
                     # connection the cancelled writes were using.
                     replay = await asyncio.wait_for(store.get_events_after("s", "a", "e0"), 10)
                     assert replay == acknowledged[1:]
-                now_threads, now_files = _threads_and_files()
-                most_threads = max(most_threads, now_threads)
-                most_files = max(most_files, now_files)
+                peak.note()
         finally:
             blocker.rollback()
             blocker.close()
-        # One connection (pool_size=1) and its thread, plus some slack: 200 cancels
-        # made 200 of each.
-        assert most_threads <= threads + 2, (threads, most_threads)
-        assert most_files <= files + 6, (files, most_files)
+        peak.assert_pool_bounded()
         await asyncio.sleep(0.5)  # time for anything still queued to commit, wrongly
         last = await store.store_event("s", "a", "last", 1)
         assert last.seq == 4  # the cancelled writes took no seqs
@@ -138,8 +149,7 @@ async def test_reads_cancelled_while_another_connection_holds_the_lock_stay_in_t
     path = sqlite_url.split(":///", 1)[1]
     async with open_store(sqlite_url, pool_size=1, max_overflow=0) as store:
         acknowledged = [await store.store_event("s", "a", f"e{n}", n) for n in range(50)]
-        threads, files = _threads_and_files()
-        most_threads, most_files = threads, files
+        peak = _Peak()
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         try:
@@ -149,14 +159,11 @@ async def test_reads_cancelled_while_another_connection_holds_the_lock_stay_in_t
                 replay.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     assert await replay == acknowledged[1:]
-                now_threads, now_files = _threads_and_files()
-                most_threads = max(most_threads, now_threads)
-                most_files = max(most_files, now_files)
+                peak.note()
         finally:
             blocker.rollback()
             blocker.close()
-        assert most_threads <= threads + 2, (threads, most_threads)
-        assert most_files <= files + 6, (files, most_files)
+        peak.assert_pool_bounded()
         assert await store.get_events_after("s", "a", "e48") == acknowledged[49:]
 
 
