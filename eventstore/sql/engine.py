@@ -96,6 +96,10 @@ def create_engine(
         )
     # Unless the caller chose pool_pre_ping, only connections left idle are pinged.
     explicit_pre_ping = "pool_pre_ping" in engine_options
+    engine_options["connect_args"] = {
+        "async_creator_fn": postgresql.connect_driver,
+        **engine_options.get("connect_args", {}),
+    }
     engine = async_engine(parsed, engine_options)
     postgresql.configure_engine(
         engine, ping_idle_after=None if explicit_pre_ping else postgresql.PING_IDLE_SECONDS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "append_in_transaction",
     "configure_engine",
     "connect_args_from_query",
+    "connect_driver",
     "driver_errors",
     "drop_placeholders",
     "fetch",
@@ -523,6 +525,32 @@ def configure_engine(engine: AsyncEngine, *, ping_idle_after: float | None) -> N
                 # The pool discards this connection and checks out another.
                 raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
             raise
+
+
+async def connect_driver(*args: Any, **kwargs: Any) -> Any:
+    """``asyncpg.connect`` as SQLAlchemy's dialect calls it (its ``async_creator_fn``),
+    never cut short.
+
+    A caller cancelled mid-connect (a request timeout) gets its ``CancelledError`` at
+    once, while the connect runs to its end and its connection is closed: cut short,
+    asyncpg's SSL negotiation leaves a future failed with "unexpected connection_lost()
+    call" that nothing reads, and asyncio logs "Future exception was never retrieved"
+    with a traceback for each.
+    """
+    import asyncpg
+
+    connecting = asyncio.ensure_future(asyncpg.connect(*args, **kwargs))
+    try:
+        return await asyncio.shield(connecting)
+    except asyncio.CancelledError:
+        connecting.add_done_callback(_close_unused)
+        raise
+
+
+def _close_unused(connecting: asyncio.Future[Any]) -> None:
+    if connecting.cancelled() or connecting.exception() is not None:
+        return
+    connecting.result().terminate()
 
 
 def is_deadlock(error: DBAPIError) -> bool:

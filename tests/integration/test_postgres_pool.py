@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 
 import pytest
@@ -117,3 +119,35 @@ def test_a_store_closed_from_another_event_loop_says_so_and_logs_nothing(
 
 async def _open(url: str) -> EventStore:
     return await open_store(url)
+
+
+async def test_calls_cancelled_mid_connect_log_nothing_and_leave_no_connection(
+    postgres_url: str,
+) -> None:
+    """Request timeouts shorter than a connect: each cancelled write discards its
+    connection, so the next call connects and is cancelled mid-connect. asyncpg cut short
+    in its SSL negotiation used to leave a failed future that nothing read, and asyncio
+    logged "Future exception was never retrieved" with a traceback for each; the connect
+    now runs to its end and its connection is closed."""
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        async with open_store(postgres_url, pool_size=2, max_overflow=0) as store:
+            assert isinstance(store, SqlEventStore)
+            await store.store_event("s", "a", "first", 0)
+            for n in range(120):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(
+                        store.store_event("s", "a", f"e{n}", n), 0.0002 * (n % 10 + 1)
+                    )
+            await asyncio.sleep(0.5)  # the connects left running end meanwhile
+            gc.collect()  # an unread failed future is reported when collected
+            await asyncio.sleep(0)
+            stored = await store.get_stream_events("s", "a")
+            assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+            # The pool's connections (at most 2) and nothing left behind by the cancels.
+            assert len(await _backend_pids(store)) <= 2
+    finally:
+        loop.set_exception_handler(None)
+    assert unhandled == []
