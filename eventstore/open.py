@@ -37,6 +37,13 @@ class StoreOpener:
         self._options = options
         self._store: EventStore | None = None
 
+    def __repr__(self) -> str:
+        # Shown by asyncio.run(open_store(...)), which takes only coroutines.
+        return (
+            "<StoreOpener: not a coroutine; await it inside one "
+            "(store = await open_store(url)) or use 'async with open_store(url) as store'>"
+        )
+
     def __await__(self) -> Generator[Any, None, EventStore]:
         return _open(self._url, **self._options).__await__()
 

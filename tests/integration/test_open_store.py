@@ -261,3 +261,10 @@ def test_every_cli_command_takes_libpq_settings_in_a_postgresql_url(postgres_url
         result = runner.invoke(main, args)
         assert result.exit_code == 0, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_asyncio_run_of_open_store_says_how_to_use_it() -> None:
+    """``asyncio.run`` takes only coroutines, and ``open_store`` returns an awaitable that
+    is also an async context manager: the error names both ways to use it."""
+    with pytest.raises(ValueError, match=r"await open_store\(url\).*async with open_store"):
+        asyncio.run(open_store("memory://"))  # type: ignore[arg-type]
