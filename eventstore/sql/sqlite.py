@@ -236,6 +236,10 @@ _SQLITE_BUSY = 5
 def _begin(conn: sqlite3.Connection, cancelled: threading.Event, busy_timeout_ms: int) -> bool:
     """On aiosqlite's thread: ``BEGIN IMMEDIATE``, waiting up to ``busy_timeout_ms`` for
     the write lock; ``False`` (no transaction open) once ``cancelled`` is set."""
+    if cancelled.is_set():
+        # Given up while queued behind another call on this thread: each one cancelled
+        # in a row would otherwise wait a slice, and the calls queued behind all of them.
+        return False
     deadline = time.monotonic() + busy_timeout_ms / 1000
     _run(conn, f"PRAGMA busy_timeout={min(busy_timeout_ms, BUSY_SLICE_MS)}")
     try:
