@@ -91,7 +91,8 @@ class SessionEventStore(SdkEventStore):
     * **Replay of an answered request** ends with its response, even when the stream
       goes on: what follows a response is a new request that reused the id (MCP allows
       that once the first is answered; both share the SDK's stream id), and it is
-      replayed only from a cursor of its own. Such a replay returns ``None`` once the
+      replayed only from a cursor of its own; a resume from the response itself replays
+      nothing and returns ``None``. Such a replay returns ``None`` once the
       response is sent: nothing follows a response, and
       a stream attached to the resuming connection would stay registered under the
       request id until the client's disconnect is noticed, when the SDK's clean-up of
@@ -166,6 +167,9 @@ class SessionEventStore(SdkEventStore):
         self._minted: dict[str, tuple[int, int]] = {}
         # Per stream: when a refused resume of it was last logged at WARNING.
         self._warned: dict[str, float] = {}
+        # Per stream: the id counters of the responses stored in it. Nothing of a
+        # request follows its response, so a resume from one replays nothing.
+        self._responses: dict[str, set[int]] = {}
         # Per stream whose last message is a response: that message's id counter, and
         # the timer that drops the stream.
         self._finished: dict[str, tuple[int, asyncio.TimerHandle]] = {}
@@ -235,6 +239,8 @@ class SessionEventStore(SdkEventStore):
             # raised here would stop the router of the whole session.
             self._lose(key, event_id, exc)
             return event_id
+        if _is_response(data):
+            self._responses.setdefault(key, set()).add(counter)
         if self.finished_stream_ttl is not None:
             self._note_message(key, counter, data)
         request = StoreEvent(self.session_id, key, event_id, data)
@@ -374,6 +380,16 @@ class SessionEventStore(SdkEventStore):
     async def _replay(
         self, key: str, stream_id: str, last_event_id: str, send_callback: EventCallback
     ) -> StreamId | None:
+        parsed = parse_event_id(last_event_id)
+        if (
+            parsed is not None
+            and parsed[0] == self._ids.nonce
+            and parsed[1] in self._responses.get(key, ())
+        ):
+            # The client has the response: what follows it is a new request that reused
+            # the id, and attached here, this connection would hold that id.
+            self._log_answered(key)
+            return None
         forwarded = await self._forward(key, last_event_id, send_callback)
         if forwarded is None:
             return None
@@ -644,7 +660,13 @@ class SessionEventStore(SdkEventStore):
         log.debug("session %s: dropped the finished stream %r", self.session_id, key)
 
     def _forget(self, key: str) -> None:
-        for state in (self._hashed_streams, self._newest, self._minted, self._warned):
+        for state in (
+            self._hashed_streams,
+            self._newest,
+            self._minted,
+            self._warned,
+            self._responses,
+        ):
             state.pop(key, None)
         self._broken.discard(key)
 

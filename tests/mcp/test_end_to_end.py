@@ -454,3 +454,31 @@ async def test_a_request_id_used_again_after_its_call_was_answered_keeps_the_cal
             f"{label} counted to 2"
         ]
         assert replayed[-1].is_response
+
+
+async def test_a_resume_from_a_response_replays_nothing_when_its_id_was_used_again(
+    harness: Harness,
+) -> None:
+    """A's response is a valid cursor, but nothing of A follows it: what does is B, a new
+    request with the same id. That resume used to replay B's messages, or, with none
+    yet, stay open and attach the id's stream, so that its close ended B's own stream."""
+    session = await harness.raw_session()
+    first = harness.conductor.call("A")
+    answered = asyncio.ensure_future(
+        session.call_tool(1, "count", label="A", steps=1, pause_after=1)
+    )
+    await asyncio.wait_for(first.paused.wait(), 20)
+    first.resume.set()
+    a = await asyncio.wait_for(answered, 20)
+    assert a[-1].is_response
+
+    assert await _resume_to_the_end(harness, session, a[-1].id) == []
+
+    second = harness.conductor.call("B")
+    b = await session.call_tool_and_drop(1, "count", 2, label="B", steps=2, pause_after=1)
+    await asyncio.wait_for(second.paused.wait(), 20)
+    assert await _resume_to_the_end(harness, session, a[-1].id) == []
+    second.resume.set()
+    rest = await session.follow_to_response(b[-1].id)
+    assert texts(rest) == ["B: step 2 of 2"]
+    assert rest[-1].is_response
