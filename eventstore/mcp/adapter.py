@@ -25,7 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from eventstore.codec import check_id
 from eventstore.errors import EventStoreError, StoreUnavailableError, UnknownCursorError
 from eventstore.events import StoredEvent
-from eventstore.mcp.ids import EventIds, is_hashed, parse_event_id, stream_key, stream_key_of
+from eventstore.mcp.ids import EventIds, is_hashed, parse_event_id, stream_key
 from eventstore.mcp.reattach import StreamAttachments
 from eventstore.requests import ClearStream, StoreEvent
 from eventstore.store import EventStore
@@ -223,7 +223,7 @@ class SessionEventStore(SdkEventStore):
                 # Still a resume: its client is back, so a finished stream's wait starts
                 # anew (else it is dropped a TTL after the first resume, under a client
                 # that just reconnected).
-                self._note_message(key, self._minted[key][1], None)
+                self._note_message(key, self._minted[key][1], None, False)
             return reused
         counter, event_id = self._ids.mint_numbered(key)
         self._minted[key] = (self._minted.get(key, (counter, counter))[0], counter)
@@ -239,10 +239,11 @@ class SessionEventStore(SdkEventStore):
             # raised here would stop the router of the whole session.
             self._lose(key, event_id, exc)
             return event_id
-        if _is_response(data):
+        response = _is_response(data)
+        if response:
             self._responses.setdefault(key, set()).add(counter)
         if self.finished_stream_ttl is not None:
-            self._note_message(key, counter, data)
+            self._note_message(key, counter, data, response)
         request = StoreEvent(self.session_id, key, event_id, data)
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self.stored_any = True
@@ -355,9 +356,15 @@ class SessionEventStore(SdkEventStore):
         Returns ``None`` (nothing sent) when the cursor is not an event this session's
         store holds; see the class docstring.
         """
-        key = stream_key_of(last_event_id)
-        if key is None:
+        parsed = parse_event_id(last_event_id)
+        if parsed is None:
             log.debug("session %s: ignoring malformed Last-Event-ID", self.session_id)
+            return None
+        nonce, counter, key = parsed
+        if nonce == self._ids.nonce and counter in self._responses.get(key, ()):
+            # The client has the response: what follows it is a new request that reused
+            # the id, and attached here, this connection would hold that id.
+            self._log_answered(key)
             return None
         while (dropping := self._dropping.get(key)) is not None and not dropping[1].done():
             # Too late for this resume: read now, the stream could vanish between two
@@ -380,16 +387,6 @@ class SessionEventStore(SdkEventStore):
     async def _replay(
         self, key: str, stream_id: str, last_event_id: str, send_callback: EventCallback
     ) -> StreamId | None:
-        parsed = parse_event_id(last_event_id)
-        if (
-            parsed is not None
-            and parsed[0] == self._ids.nonce
-            and parsed[1] in self._responses.get(key, ())
-        ):
-            # The client has the response: what follows it is a new request that reused
-            # the id, and attached here, this connection would hold that id.
-            self._log_answered(key)
-            return None
         forwarded = await self._forward(key, last_event_id, send_callback)
         if forwarded is None:
             return None
@@ -588,14 +585,14 @@ class SessionEventStore(SdkEventStore):
 
     # -- dropping finished streams -----------------------------------------------------
 
-    def _note_message(self, key: str, counter: int, data: Any) -> None:
+    def _note_message(self, key: str, counter: int, data: Any, response: bool) -> None:
         """An event of stream ``key``: a response starts its drop timer, a priming event
         on a finished stream starts it again (a resume, or a request id used again), and
         any other message stops it (the id's new request is under way)."""
         finished = self._finished.pop(key, None)
         if finished is not None:
             finished[1].cancel()
-        if _is_response(data) or (data is None and finished is not None):
+        if response or (data is None and finished is not None):
             assert self.finished_stream_ttl is not None
             timer = asyncio.get_running_loop().call_later(
                 self.finished_stream_ttl, self._expire, key, counter
