@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -84,6 +85,18 @@ def _threads_and_files() -> tuple[int, int]:
     return threading.active_count(), len(os.listdir("/proc/self/fd"))
 
 
+@contextlib.contextmanager
+def _write_lock_held(sqlite_url: str) -> Iterator[sqlite3.Connection]:
+    """Another connection holding the file's write lock, as another process would."""
+    blocker = sqlite3.connect(sqlite_url.split(":///", 1)[1], isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield blocker
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
 class _Peak:
     """The most threads and open files seen since it was made."""
 
@@ -109,15 +122,12 @@ async def test_writes_cancelled_while_another_connection_holds_the_lock_stay_in_
     SQLite's write lock: each cancelled write used to leave its connection's thread waiting
     out busy_timeout and the pool opened a new connection, thread and file for the next.
     The pool's bound holds now, reads go on, and nothing cancelled commits later."""
-    path = sqlite_url.split(":///", 1)[1]
     async with open_store(
         sqlite_url, pool_size=1, max_overflow=0, sqlite_busy_timeout_ms=60_000
     ) as store:
         acknowledged = [await store.store_event("s", "a", f"e{n}", n) for n in range(3)]
         peak = _Peak()
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with _write_lock_held(sqlite_url):
             for n in range(200):
                 batch: list[Any] = [StoreEvent("s", "a", f"gone{n}", n)]
                 if kind == "mixed batch":
@@ -130,9 +140,6 @@ async def test_writes_cancelled_while_another_connection_holds_the_lock_stay_in_
                     replay = await asyncio.wait_for(store.get_events_after("s", "a", "e0"), 10)
                     assert replay == acknowledged[1:]
                 peak.note()
-        finally:
-            blocker.rollback()
-            blocker.close()
         peak.assert_pool_bounded()
         await asyncio.sleep(0.5)  # time for anything still queued to commit, wrongly
         last = await store.store_event("s", "a", "last", 1)
@@ -146,13 +153,10 @@ async def test_reads_cancelled_while_another_connection_holds_the_lock_stay_in_t
 ) -> None:
     """WAL readers do not wait for the write lock; a cancelled read's connection goes back
     to the pool, its next call queued behind the one cancelled."""
-    path = sqlite_url.split(":///", 1)[1]
     async with open_store(sqlite_url, pool_size=1, max_overflow=0) as store:
         acknowledged = [await store.store_event("s", "a", f"e{n}", n) for n in range(50)]
         peak = _Peak()
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with _write_lock_held(sqlite_url):
             for _ in range(200):
                 replay = asyncio.create_task(store.get_events_after("s", "a", "e0"))
                 await asyncio.sleep(0.005)
@@ -160,9 +164,6 @@ async def test_reads_cancelled_while_another_connection_holds_the_lock_stay_in_t
                 with contextlib.suppress(asyncio.CancelledError):
                     assert await replay == acknowledged[1:]
                 peak.note()
-        finally:
-            blocker.rollback()
-            blocker.close()
         peak.assert_pool_bounded()
         assert await store.get_events_after("s", "a", "e48") == acknowledged[49:]
 
@@ -170,14 +171,11 @@ async def test_reads_cancelled_while_another_connection_holds_the_lock_stay_in_t
 async def test_a_write_waiting_for_the_lock_keeps_to_busy_timeout(sqlite_url: str) -> None:
     """The wait for the write lock is cut into slices (so a cancel is seen); together they
     last busy_timeout, and the connection keeps its busy_timeout afterwards."""
-    path = sqlite_url.split(":///", 1)[1]
     async with open_store(
         sqlite_url, pool_size=1, max_overflow=0, sqlite_busy_timeout_ms=400
     ) as store:
         assert isinstance(store, SqlEventStore)
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with _write_lock_held(sqlite_url) as blocker:
             started = time.monotonic()
             with pytest.raises(StoreUnavailableError, match="database is locked"):
                 await store.store_event("s", "a", "e1", 1)
@@ -185,8 +183,6 @@ async def test_a_write_waiting_for_the_lock_keeps_to_busy_timeout(sqlite_url: st
             # Released while a write waits, several slices in: the write goes through.
             asyncio.get_running_loop().call_later(0.2, blocker.rollback)
             assert (await store.store_event("s", "a", "e1", 1)).seq == 1
-        finally:
-            blocker.close()
         async with store.engine.connect() as conn:
             timeout = await conn.exec_driver_sql("PRAGMA busy_timeout")
             assert timeout.scalar_one() == 400
@@ -196,14 +192,11 @@ async def test_writes_cancelled_in_a_row_do_not_hold_up_the_next_call(sqlite_url
     """Each cancelled write queued behind the one waiting for the lock used to wait a
     slice of its own on the connection's thread: after 100 cancels the next read
     waited about 100 slices (4.6 s), and the next write as long on top of busy_timeout."""
-    path = sqlite_url.split(":///", 1)[1]
     async with open_store(
         sqlite_url, pool_size=1, max_overflow=0, sqlite_busy_timeout_ms=400
     ) as store:
         first = await store.store_event("s", "a", "e0", 0)
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with _write_lock_held(sqlite_url):
             for n in range(100):
                 with pytest.raises(asyncio.TimeoutError):
                     await asyncio.wait_for(store.store_event("s", "a", f"gone{n}", n), 0.005)
@@ -214,7 +207,4 @@ async def test_writes_cancelled_in_a_row_do_not_hold_up_the_next_call(sqlite_url
             with pytest.raises(StoreUnavailableError, match="database is locked"):
                 await store.store_event("s", "a", "e1", 1)
             assert time.monotonic() - started < 1.5
-        finally:
-            blocker.rollback()
-            blocker.close()
         assert (await store.store_event("s", "a", "e1", 1)).seq == 2
